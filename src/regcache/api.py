@@ -1,0 +1,220 @@
+"""The registry v2 pull API as an aiohttp application. It knows the cache, not where bytes live."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import BinaryIO
+
+from aiohttp import web
+
+from regcache.cache import PullThroughCache, Source, StoredBlob, StreamingBlob
+from regcache.download import DownloadFailed
+from regcache.errors import RegistryError, Unsupported, UpstreamUnavailable
+from regcache.mediatypes import BLOB_TYPE, parse_accept
+from regcache.paths import Endpoint, Route, parse_path, v1_error
+from regcache.ranges import ByteRange, parse_range
+from regcache.reference import Digest
+from regcache.upstream import Credentials
+
+log = logging.getLogger(__name__)
+
+API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
+READ_METHODS = ("GET", "HEAD")
+CACHE_KEY: web.AppKey[PullThroughCache] = web.AppKey("cache", PullThroughCache)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(err: RegistryError) -> web.Response:
+    return web.Response(
+        status=err.status,
+        body=err.body(),
+        content_type="application/json",
+        headers={**err.headers, **API_VERSION},
+    )
+
+
+@web.middleware
+async def registry_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer carries the API version; every failure is an OCI error envelope."""
+    try:
+        response = await handler(request)
+    except RegistryError as err:
+        return error_response(err)
+    except web.HTTPException as exc:
+        if exc.status == 405:
+            return error_response(Unsupported("method not allowed"))
+        generic = RegistryError(exc.reason, status=exc.status)
+        generic.code = "NAME_UNKNOWN" if exc.status == 404 else "UNKNOWN"
+        return error_response(generic)
+    if not response.prepared:
+        response.headers.update(API_VERSION)
+    return response
+
+
+def client_credentials(request: web.Request) -> Credentials | None:
+    return Credentials.from_basic_header(request.headers.get("Authorization"))
+
+
+async def v2(request: web.Request) -> web.StreamResponse:
+    route = parse_path(request.match_info.get("path", ""))
+    if request.method not in READ_METHODS:
+        raise Unsupported(
+            "regcache is a read-only pull-through cache: push and delete are not supported",
+            headers={"Allow": "GET, HEAD"},
+        )
+    handler = _HANDLERS.get(route.endpoint)
+    if handler is None:
+        raise Unsupported(f"the {route.endpoint} endpoint is not served by a cache", status=404)
+    return await handler(request, route)
+
+
+async def v1(request: web.Request) -> web.StreamResponse:
+    raise v1_error()
+
+
+async def base(request: web.Request, route: Route) -> web.StreamResponse:
+    cache = request.app[CACHE_KEY]
+    client = client_credentials(request)
+    if client is not None or cache.upstream.requires_auth:
+        try:
+            await cache.upstream.ping(client)
+        except UpstreamUnavailable:
+            if client is not None:
+                raise
+    return web.json_response({})
+
+
+async def manifest(request: web.Request, route: Route) -> web.StreamResponse:
+    cache = request.app[CACHE_KEY]
+    accepted = parse_accept(request.headers.getall("Accept", []))
+    found = await cache.manifest(route.name, route.reference, accepted, client_credentials(request))
+    headers = {
+        "Content-Type": found.media_type,
+        "Docker-Content-Digest": str(found.digest),
+        "ETag": f'"{found.digest}"',
+        "X-Cache": found.source,
+    }
+    if found.warning:
+        headers["Warning"] = found.warning
+    response = web.Response(body=found.body, headers=headers)
+    return response
+
+
+async def blob(request: web.Request, route: Route) -> web.StreamResponse:
+    cache = request.app[CACHE_KEY]
+    digest = Digest.parse(route.reference)
+    client = client_credentials(request)
+    if request.method == "HEAD":
+        size = await cache.blob_size(route.name, digest, client)
+        response = web.StreamResponse(headers=_blob_headers(digest, size, "HEAD"))
+        response.content_length = size
+        return response
+    found = await cache.blob(route.name, digest, client)
+    if isinstance(found, StoredBlob):
+        with cache.reading(digest), open(found.path, "rb") as file:  # noqa: ASYNC230
+            return await _send_stored(request, file, found)
+    return await _send_streaming(request, found)
+
+
+async def tags(request: web.Request, route: Route) -> web.StreamResponse:
+    cache = request.app[CACHE_KEY]
+    body, headers = await cache.tags(route.name, dict(request.query), client_credentials(request))
+    return web.Response(body=body, headers=headers)
+
+
+_HANDLERS: dict[Endpoint, Callable[[web.Request, Route], Awaitable[web.StreamResponse]]] = {
+    Endpoint.BASE: base,
+    Endpoint.MANIFEST: manifest,
+    Endpoint.BLOB: blob,
+    Endpoint.TAGS: tags,
+}
+
+
+def _blob_headers(digest: Digest, size: int, source: str) -> dict[str, str]:
+    return {
+        "Content-Type": BLOB_TYPE,
+        "Docker-Content-Digest": str(digest),
+        "ETag": f'"{digest}"',
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "max-age=31536000",
+        "X-Cache": source,
+    }
+
+
+async def _start(
+    request: web.Request, digest: Digest, size: int | None, source: str
+) -> tuple[web.StreamResponse, ByteRange]:
+    """Headers for a blob body (whole, or the asked-for range); returns the span to send."""
+    headers = _blob_headers(digest, size or 0, source)
+    span = parse_range(request.headers.get("Range"), size) if size is not None else None
+    response = web.StreamResponse(status=206 if span else 200, headers=headers | API_VERSION)
+    if span is not None and size is not None:
+        response.headers["Content-Range"] = span.content_range(size)
+    if size is not None:
+        span = span or ByteRange(0, size)
+        response.content_length = span.length
+    else:
+        response.headers.pop("Accept-Ranges")
+    await response.prepare(request)
+    return response, span or ByteRange(0, -1)
+
+
+async def _send_stored(
+    request: web.Request, file: BinaryIO, found: StoredBlob
+) -> web.StreamResponse:
+    response, span = await _start(request, found.digest, found.size, Source.HIT)
+    if span.length > 0:
+        await _sendfile(request, file, span.start, span.length)
+    await response.write_eof()
+    return response
+
+
+async def _send_streaming(request: web.Request, found: StreamingBlob) -> web.StreamResponse:
+    download = found.download
+    download.readers += 1
+    try:
+        with os.fdopen(download.open_reader(), "rb") as file:
+            response, span = await _start(request, download.digest, download.size, found.source)
+            position = span.start
+            end = span.end
+            try:
+                while end < 0 or position < end:
+                    available = await download.wait_readable(position)
+                    if available == position:  # committed, and nothing more: the end
+                        break
+                    stop = available if end < 0 else min(available, end)
+                    await _sendfile(request, file, position, stop - position)
+                    position = stop
+            except DownloadFailed:
+                _abort(request)
+                return response
+        await response.write_eof()
+        return response
+    finally:
+        download.readers -= 1
+
+
+async def _sendfile(request: web.Request, file: BinaryIO, offset: int, count: int) -> None:
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        raise ConnectionResetError("client went away")
+    await asyncio.get_running_loop().sendfile(transport, file, offset, count)
+
+
+def _abort(request: web.Request) -> None:
+    """End the connection so that the client sees a broken transfer, never a complete body."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
+def create_app(cache: PullThroughCache) -> web.Application:
+    app = web.Application(middlewares=[registry_errors], handler_args={"max_field_size": 16384})
+    app[CACHE_KEY] = cache
+    app.router.add_route("*", "/v2", v2)
+    app.router.add_route("*", "/v2/{path:.*}", v2)
+    app.router.add_route("*", "/v1/{path:.*}", v1)
+    return app

@@ -1,0 +1,475 @@
+"""The pull-through logic: local first, one upstream fetch per digest, verify before keeping."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from regcache.access import AccessCache
+from regcache.download import Download
+from regcache.errors import (
+    ManifestUnknown,
+    RegistryError,
+    TooManyRequests,
+    UpstreamBadResponse,
+    UpstreamUnavailable,
+)
+from regcache.eviction import Evictor
+from regcache.index import Index
+from regcache.mediatypes import MANIFEST_TYPES, acceptable, upstream_accept
+from regcache.reference import Digest, is_digest
+from regcache.singleflight import SingleFlight
+from regcache.storage import BlobStore, DigestMismatch
+from regcache.upstream import Credentials, ManifestResponse, UpstreamClient
+
+log = logging.getLogger(__name__)
+
+# Failures after which a cached tag is served stale rather than not at all.
+UPSTREAM_FAILURES = (UpstreamUnavailable, UpstreamBadResponse, TooManyRequests)
+RESUME_ATTEMPTS = 5
+RESUME_BACKOFF = 0.2
+
+
+class Source(StrEnum):
+    HIT = "HIT"
+    MISS = "MISS"
+    STALE = "STALE"
+    COALESCED = "COALESCED"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    body: bytes
+    media_type: str
+    digest: Digest
+    source: Source
+    warning: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    digest: Digest
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
+class StreamingBlob:
+    download: Download
+    source: Source
+
+
+class PullThroughCache:
+    def __init__(
+        self,
+        store: BlobStore,
+        index: Index,
+        upstream: UpstreamClient,
+        *,
+        budget: int,
+        tag_ttl: float = 0.0,
+        confirm_ttl: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.index = index
+        self.upstream = upstream
+        self.tag_ttl = tag_ttl
+        self.access = AccessCache(confirm_ttl)
+        self.counters: Counter[str] = Counter()
+        self._downloads: dict[Digest, Download] = {}
+        self._download_tasks: set[asyncio.Task[None]] = set()
+        self._pins: Counter[Digest] = Counter()
+        self._flights: SingleFlight[tuple[str, ...], Any] = SingleFlight()
+        self.evictor = Evictor(store, index, budget, self._in_use, self._reserved)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Make index and files agree after any stop, clean or not, then fit the budget."""
+        self.store.recover()
+        on_disk = {str(blob.digest): blob for blob in self.store.iterate()}
+        known = self.index.digests()
+        for key in known - on_disk.keys():
+            self.index.remove_content(Digest.parse(key))
+        for key in on_disk.keys() - known:
+            blob = on_disk[key]
+            self.index.add_content(blob.digest, blob.size, None, blob.mtime)
+        for repository in self.index.open_repositories(self.upstream.name):
+            self.access.mark_open(repository)
+        self.evictor.make_room()
+
+    async def close(self) -> None:
+        for task in list(self._download_tasks):
+            task.cancel()
+        await asyncio.gather(*self._download_tasks, return_exceptions=True)
+        self.index.close()
+
+    @property
+    def downloads(self) -> dict[Digest, Download]:
+        return self._downloads
+
+    # -- access ----------------------------------------------------------------------------
+
+    def _identity(self, client: Credentials | None) -> tuple[str, bool]:
+        used = self.upstream.credentials_for(client)
+        default = self.upstream.credentials_for(None)
+        return (used.identity if used else ""), used == default
+
+    def _confirmed(self, repository: str, client: Credentials | None, *digests: Digest) -> None:
+        identity, is_default = self._identity(client)
+        if is_default and not self.access.is_open(repository):
+            self.index.mark_open(self.upstream.name, repository)
+        self.access.confirm(identity, repository, is_default=is_default)
+        for digest in digests:
+            self.index.link(self.upstream.name, repository, digest)
+
+    async def _authorize(
+        self,
+        repository: str,
+        digest: Digest,
+        client: Credentials | None,
+        check: Callable[[], Awaitable[object]],
+    ) -> None:
+        """Serve cached content only to a client the upstream lets read it through `repository`."""
+        identity, _ = self._identity(client)
+        if self.access.allowed(identity, repository) and self.index.linked(
+            self.upstream.name, repository, digest
+        ):
+            return
+        await check()
+        self._confirmed(repository, client, digest)
+
+    # -- manifests -------------------------------------------------------------------------
+
+    async def manifest(
+        self, repository: str, reference: str, accepted: set[str], client: Credentials | None
+    ) -> Manifest:
+        if is_digest(reference):
+            return await self._manifest_by_digest(
+                repository, Digest.parse(reference), accepted, client
+            )
+        return await self._manifest_by_tag(repository, reference, accepted, client)
+
+    async def _manifest_by_digest(
+        self, repository: str, digest: Digest, accepted: set[str], client: Credentials | None
+    ) -> Manifest:
+        accept = upstream_accept(accepted)
+        stored = self._stored_manifest(digest)
+        if stored is not None:
+            await self._authorize(
+                repository,
+                digest,
+                client,
+                lambda: self.upstream.head_manifest(repository, str(digest), accept, client),
+            )
+            return self._answer(stored, accepted, Source.HIT)
+        fetched, source = await self._fetch_manifest(repository, str(digest), accept, client)
+        if fetched.digest != digest:
+            raise UpstreamBadResponse("the upstream's manifest does not match the digest asked for")
+        return self._answer(fetched, accepted, source)
+
+    async def _manifest_by_tag(
+        self, repository: str, tag: str, accepted: set[str], client: Credentials | None
+    ) -> Manifest:
+        accept = upstream_accept(accepted)
+        cached = self.index.tag(self.upstream.name, repository, tag)
+        identity, _ = self._identity(client)
+        if cached is not None and self.tag_ttl > 0:
+            fresh = time.time() - cached.fetched_at < self.tag_ttl
+            stored = self._stored_manifest(cached.digest)
+            if fresh and stored is not None and self.access.allowed(identity, repository):
+                return self._answer(stored, accepted, Source.HIT)
+        try:
+            head = await self._flights.run(
+                ("head", repository, tag, accept, identity),
+                lambda: self.upstream.head_manifest(repository, tag, accept, client),
+            )
+        except UPSTREAM_FAILURES as exc:
+            stale = self._stale_tag(repository, tag, identity, exc)
+            if stale is None:
+                raise
+            return self._answer(stale, accepted, Source.STALE, warning=_stale_warning(exc))
+        if head.digest is not None:
+            self._confirmed(repository, client, head.digest)
+            stored = self._stored_manifest(head.digest)
+            if stored is not None:
+                self.index.set_tag(self.upstream.name, repository, tag, head.digest, time.time())
+                return self._answer(stored, accepted, Source.HIT)
+        reference = str(head.digest) if head.digest is not None else tag
+        fetched, source = await self._fetch_manifest(repository, reference, accept, client)
+        self.index.set_tag(self.upstream.name, repository, tag, fetched.digest, time.time())
+        return self._answer(fetched, accepted, source)
+
+    def _stale_tag(
+        self, repository: str, tag: str, identity: str, exc: RegistryError
+    ) -> ManifestResponse | None:
+        cached = self.index.tag(self.upstream.name, repository, tag)
+        if cached is None or not self.access.allowed(identity, repository):
+            return None
+        stored = self._stored_manifest(cached.digest)
+        if stored is not None:
+            log.warning("serving %s:%s stale: %s", repository, tag, exc.message)
+        return stored
+
+    async def _fetch_manifest(
+        self, repository: str, reference: str, accept: str, client: Credentials | None
+    ) -> tuple[ManifestResponse, Source]:
+        identity, _ = self._identity(client)
+        key = (
+            ("manifest", reference)
+            if is_digest(reference)
+            else ("manifest", repository, reference, accept, identity)
+        )
+        joined = self._flights.joined(key)
+        fetched: ManifestResponse = await self._flights.run(
+            key, lambda: self._download_manifest(repository, reference, accept, client)
+        )
+        if joined:
+            await self._authorize(
+                repository,
+                fetched.digest,
+                client,
+                lambda: self.upstream.head_manifest(repository, reference, accept, client),
+            )
+        return fetched, (Source.COALESCED if joined else Source.MISS)
+
+    async def _download_manifest(
+        self, repository: str, reference: str, accept: str, client: Credentials | None
+    ) -> ManifestResponse:
+        fetched = await self.upstream.get_manifest(repository, reference, accept, client)
+        if fetched.media_type not in MANIFEST_TYPES:
+            raise UpstreamBadResponse(f"unsupported manifest type {fetched.media_type!r}")
+        if self._stored_manifest(fetched.digest) is None:
+            writer = self.store.new_writer()
+            try:
+                writer.write(fetched.body)
+                blob = await writer.commit(fetched.digest)
+            except BaseException:
+                writer.abort()
+                raise
+            self.index.add_content(fetched.digest, blob.size, fetched.media_type, time.time())
+            self.evictor.make_room()
+        self._confirmed(repository, client, fetched.digest, *_referenced(fetched.body))
+        return fetched
+
+    def _stored_manifest(self, digest: Digest) -> ManifestResponse | None:
+        entry = self.index.content(digest)
+        if entry is None or entry.media_type not in MANIFEST_TYPES:
+            return None
+        try:
+            body = self.store.read(digest)
+        except FileNotFoundError:
+            self.index.remove_content(digest)
+            return None
+        self.index.touch(digest, time.time())
+        return ManifestResponse(body, entry.media_type, digest)
+
+    def _answer(
+        self,
+        manifest: ManifestResponse,
+        accepted: set[str],
+        source: Source,
+        warning: str | None = None,
+    ) -> Manifest:
+        if not acceptable(manifest.media_type, accepted):
+            raise ManifestUnknown(
+                f"the manifest is {manifest.media_type}, which the client's Accept does not allow",
+                detail={"mediaType": manifest.media_type},
+            )
+        self.counters[f"manifest_{source.lower()}"] += 1
+        return Manifest(manifest.body, manifest.media_type, manifest.digest, source, warning)
+
+    # -- blobs -----------------------------------------------------------------------------
+
+    async def blob(
+        self, repository: str, digest: Digest, client: Credentials | None
+    ) -> StoredBlob | StreamingBlob:
+        """The blob from storage, or a download (new or joined) that readers follow as it grows."""
+        authorized = False
+        while True:
+            stored = self._stored_blob(digest)
+            if stored is not None:
+                if not authorized:
+                    await self._authorize_blob(repository, digest, client)
+                    authorized = True
+                    continue  # the check awaited: look again
+                self.index.touch(digest, time.time())
+                self.counters["blob_hit"] += 1
+                return stored
+            download = self._downloads.get(digest)
+            if download is None:
+                download = self._start_download(repository, digest, client)
+                await asyncio.shield(download.started)
+                self.counters["blob_miss"] += 1
+                return StreamingBlob(download, Source.MISS)
+            if not authorized:
+                await self._authorize_blob(repository, digest, client)
+                authorized = True
+                continue
+            await asyncio.shield(download.started)
+            self.counters["blob_coalesced"] += 1
+            return StreamingBlob(download, Source.COALESCED)
+
+    async def blob_size(self, repository: str, digest: Digest, client: Credentials | None) -> int:
+        """The size for a HEAD: from storage or a running download, else an upstream HEAD."""
+        stored = self._stored_blob(digest)
+        download = self._downloads.get(digest)
+        if stored is not None or (download is not None and download.size is not None):
+            await self._authorize_blob(repository, digest, client)
+            if stored is not None:
+                return stored.size
+            if download is not None and download.size is not None:
+                return download.size
+        size = await self.upstream.head_blob(repository, digest, client)
+        self._confirmed(repository, client, digest)
+        if size is None:
+            raise UpstreamBadResponse("the upstream did not tell the blob's size")
+        return size
+
+    async def _authorize_blob(
+        self, repository: str, digest: Digest, client: Credentials | None
+    ) -> None:
+        await self._authorize(
+            repository, digest, client, lambda: self.upstream.head_blob(repository, digest, client)
+        )
+
+    def _stored_blob(self, digest: Digest) -> StoredBlob | None:
+        stat = self.store.stat(digest)
+        if stat is None:
+            return None
+        if self.index.content(digest) is None:
+            self.index.add_content(digest, stat.size, None, time.time())
+        return StoredBlob(digest, self.store.path(digest), stat.size)
+
+    @contextmanager
+    def reading(self, digest: Digest) -> Iterator[None]:
+        """Keep `digest` from eviction while a client reads it."""
+        self._pins[digest] += 1
+        try:
+            yield
+        finally:
+            self._pins[digest] -= 1
+            if self._pins[digest] <= 0:
+                del self._pins[digest]
+
+    def _in_use(self, digest: Digest) -> bool:
+        return digest in self._pins or digest in self._downloads
+
+    def _reserved(self) -> int:
+        return sum(max((d.size or 0) - d.written, 0) + d.written for d in self._downloads.values())
+
+    def _start_download(
+        self, repository: str, digest: Digest, client: Credentials | None
+    ) -> Download:
+        download = Download(digest, self.store.new_writer())
+        self._downloads[digest] = download
+        task = asyncio.create_task(self._download_blob(repository, download, client))
+        self._download_tasks.add(task)
+        task.add_done_callback(self._download_tasks.discard)
+        return download
+
+    async def _download_blob(
+        self, repository: str, download: Download, client: Credentials | None
+    ) -> None:
+        digest, writer = download.digest, download.writer
+        try:
+            await self._transfer(repository, download, client)
+            if download.size is not None and writer.size != download.size:
+                raise UpstreamBadResponse(
+                    f"the upstream sent {writer.size} of {download.size} bytes"
+                )
+            try:
+                stored = await writer.commit(digest)
+            except DigestMismatch as exc:
+                log.error("blob %s from upstream failed verification: %s", digest, exc)
+                raise UpstreamBadResponse("the upstream's blob does not match its digest") from None
+            self.index.add_content(digest, stored.size, None, time.time())
+            self._confirmed(repository, client, digest)
+            del self._downloads[digest]
+            download.commit()
+            self.evictor.make_room()
+        except BaseException as exc:
+            writer.abort()
+            self._downloads.pop(digest, None)
+            download.fail(exc)
+            if isinstance(exc, RegistryError | OSError):
+                self.counters["download_failed"] += 1
+                log.warning("download of %s failed: %s", digest, exc)
+            else:
+                raise
+
+    async def _transfer(
+        self, repository: str, download: Download, client: Credentials | None
+    ) -> None:
+        """Copy the upstream body into the writer, resuming with Range when the stream breaks."""
+        writer = download.writer
+        attempt = 0
+        while True:
+            try:
+                response = await self.upstream.open_blob(
+                    repository, download.digest, client, offset=writer.size
+                )
+                try:
+                    if not download.started.done():
+                        self.evictor.make_room(response.size or 0)
+                        download.start(response.size)
+                    skip = writer.size - response.offset
+                    async for chunk in response.chunks():
+                        if skip > 0:  # the upstream ignored our Range: drop what we have
+                            if len(chunk) <= skip:
+                                skip -= len(chunk)
+                                continue
+                            chunk, skip = chunk[skip:], 0
+                        writer.write(chunk)
+                        download.progressed()
+                finally:
+                    response.release()
+                return
+            except UpstreamUnavailable:
+                attempt += 1
+                if not download.started.done() or attempt > RESUME_ATTEMPTS:
+                    raise
+                self.counters["download_resumed"] += 1
+                log.info(
+                    "resuming %s at byte %d (attempt %d)", download.digest, writer.size, attempt
+                )
+                await asyncio.sleep(RESUME_BACKOFF * 2 ** (attempt - 1))
+
+    # -- pass-through ----------------------------------------------------------------------
+
+    async def tags(
+        self, repository: str, query: dict[str, str], client: Credentials | None
+    ) -> tuple[bytes, dict[str, str]]:
+        result = await self.upstream.tags_list(repository, query, client)
+        self._confirmed(repository, client)
+        return result
+
+
+def _referenced(body: bytes) -> list[Digest]:
+    """The digests a manifest points to: they belong to the same repository."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return []
+    found: list[Digest] = []
+    entries = [doc.get("config"), *(doc.get("layers") or []), *(doc.get("manifests") or [])]
+    for entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("digest"), str):
+            try:
+                found.append(Digest.parse(entry["digest"]))
+            except RegistryError:
+                continue
+    return found
+
+
+def _stale_warning(exc: RegistryError) -> str:
+    return f'110 regcache "Response is stale: upstream failed ({exc.code})"'

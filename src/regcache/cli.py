@@ -1,0 +1,89 @@
+"""The `regcache` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from regcache import __version__
+from regcache.config import ConfigError, load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="regcache", description="A pull-through cache for Docker/OCI container registries."
+    )
+    parser.add_argument("--version", action="version", version=f"regcache {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the cache (the default command)")
+    add_serve_flags(serve)
+    return parser
+
+
+def add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
+    parser.add_argument("--listen", metavar="HOST:PORT", help="default 0.0.0.0:5000")
+    parser.add_argument(
+        "--upstream", metavar="URL", help="upstream registry, default https://registry-1.docker.io"
+    )
+    parser.add_argument("--cache-dir", metavar="DIR", help="where cached content is kept")
+    parser.add_argument(
+        "--cache-size", metavar="SIZE", help="size budget, e.g. 500GB (default 10GB)"
+    )
+    parser.add_argument("--tls-dir", metavar="DIR", help="directory holding cert.pem and key.pem")
+    parser.add_argument("--tls-cert", metavar="FILE", help="TLS certificate chain (PEM)")
+    parser.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+
+
+# Flag destination -> setting key.
+SERVE_FLAGS = {
+    "listen": "listen",
+    "upstream": "upstream.url",
+    "cache_dir": "cache_dir",
+    "cache_size": "cache_size",
+    "tls_dir": "tls.dir",
+    "tls_cert": "tls.cert",
+    "tls_key": "tls.key",
+    "log_level": "log.level",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or (
+        args_list[0].startswith("-") and args_list[0] not in ("-h", "--help", "--version")
+    ):
+        args_list.insert(0, "serve")
+    args = build_parser().parse_args(args_list)
+    if args.command == "serve":
+        return run_serve(args)
+    build_parser().print_help()
+    return 2
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    flags: dict[str, Any] = {key: getattr(args, dest) for dest, key in SERVE_FLAGS.items()}
+    try:
+        settings = load_settings(config_file=args.config, flags=flags)
+    except ConfigError as exc:
+        print(f"regcache: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from regcache.server import serve
+
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        print(f"regcache: cannot serve: {exc}", file=sys.stderr)
+        return 1
+    return 0

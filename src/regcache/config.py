@@ -1,0 +1,321 @@
+"""Settings: embedded defaults, then a TOML file, then REGCACHE_* variables, then flags.
+
+Every source is validated the same way, and every mistake is reported with where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+DOCKER_HUB_URL = "https://registry-1.docker.io"
+DEFAULT_CACHE_SIZE = 10 * 1000**3
+ENV_PREFIX = "REGCACHE_"
+
+
+class ConfigError(Exception):
+    """One or more settings are wrong; the message lists each of them."""
+
+
+class Secret:
+    """A credential that never shows itself in a repr, a log line or an error."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    url: str = DOCKER_HUB_URL
+    username: str | None = None
+    password: Secret | None = None
+    passthrough_auth: bool = True
+    timeout: float = 30.0
+    tls_verify: bool = True
+    ca_bundle: Path | None = None
+
+    @property
+    def is_docker_hub(self) -> bool:
+        return urlsplit(self.url).hostname in (
+            "registry-1.docker.io",
+            "docker.io",
+            "index.docker.io",
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen_host: str = "0.0.0.0"
+    listen_port: int = 5000
+    cache_dir: Path = field(default_factory=lambda: default_cache_dir())
+    cache_size: int = DEFAULT_CACHE_SIZE
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    tag_ttl: float = 0.0
+    log_level: str = "info"
+    log_format: str = "text"
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
+def default_cache_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/cache/regcache")
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "regcache"
+
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+
+
+def parse_size(text: str | int) -> int:
+    """'500GB' -> bytes. Decimal units (KB, MB, GB, TB) and binary ones (KiB ... TiB); bare = MB.
+
+    A bare number is megabytes, as the seed's `cache_size` was.
+    """
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text * 1000**2
+    match = _SIZE.fullmatch(str(text))
+    if not match:
+        raise ValueError(f"not a size: {text!r} (use e.g. 500MB, 10GB, 1TiB)")
+    number, unit = float(match[1]), (match[2] or "").lower()
+    if not unit:
+        return int(number * 1000**2)
+    binary = "i" in unit
+    base = _UNITS[unit[0]]
+    if binary:
+        base = 1024 ** {"k": 1, "m": 2, "g": 3, "t": 4}[unit[0]]
+    size = int(number * base)
+    if size <= 0:
+        raise ValueError("size must be positive")
+    return size
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"not HOST:PORT: {text!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def parse_url(text: str) -> str:
+    parts = urlsplit(str(text).strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {text!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"the URL must not have a query or fragment: {text!r}")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def parse_bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def parse_seconds(value: str | float) -> float:
+    seconds = float(value)
+    if seconds < 0:
+        raise ValueError("must not be negative")
+    return seconds
+
+
+def parse_choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if str(value).lower() not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return str(value).lower()
+
+    return parse
+
+
+def _path(value: str) -> Path:
+    return Path(str(value)).expanduser()
+
+
+# Setting key (as written in TOML, dotted for tables) -> parser.
+# Its variable is REGCACHE_ + the key upper-cased with dots as underscores.
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "listen": parse_listen,
+    "cache_dir": _path,
+    "cache_size": parse_size,
+    "tls.dir": _path,
+    "tls.cert": _path,
+    "tls.key": _path,
+    "upstream.url": parse_url,
+    "upstream.username": str,
+    "upstream.password": lambda v: Secret(str(v)),
+    "upstream.passthrough_auth": parse_bool,
+    "upstream.timeout": parse_seconds,
+    "upstream.tls_verify": parse_bool,
+    "upstream.ca_bundle": _path,
+    "tags.ttl": parse_seconds,
+    "log.level": parse_choice("debug", "info", "warning", "error"),
+    "log.format": parse_choice("text", "json"),
+}
+ENV_ALIASES = {"REGCACHE_UPSTREAM": "upstream.url"}
+SECRET_KEYS = {"upstream.password"}
+
+
+def env_name(key: str) -> str:
+    return ENV_PREFIX + key.upper().replace(".", "_")
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in table.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, key + "."))
+        else:
+            flat[key] = value
+    return flat
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return _flatten(tomllib.load(fh))
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+
+
+def read_env(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    by_env = {env_name(key): key for key in PARSERS} | ENV_ALIASES
+    values: dict[str, str] = {}
+    errors: list[str] = []
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "REGCACHE_CONFIG":
+            continue
+        key = by_env.get(name)
+        if key is None:
+            errors.append(f"environment: unknown variable {name}")
+        else:
+            values[key] = value
+    return values, errors
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+    check_paths: bool = True,
+) -> Settings:
+    """Merge every source into one validated Settings, or raise ConfigError listing each mistake."""
+    environ = os.environ if environ is None else environ
+    if config_file is None and environ.get("REGCACHE_CONFIG"):
+        config_file = Path(environ["REGCACHE_CONFIG"])
+    sources: list[tuple[str, dict[str, Any]]] = []
+    errors: list[str] = []
+    if config_file is not None:
+        sources.append((f"config file {config_file}", read_toml(config_file)))
+    env_values, env_errors = read_env(environ)
+    errors += env_errors
+    sources.append(("environment", env_values))
+    sources.append(("command line", {k: v for k, v in (flags or {}).items() if v is not None}))
+
+    values: dict[str, Any] = {}
+    for origin, raw in sources:
+        for key, value in raw.items():
+            parser = PARSERS.get(key)
+            if parser is None:
+                errors.append(f"{origin}: unknown setting {key!r}")
+                continue
+            try:
+                values[key] = parser(value)
+            except (ValueError, TypeError) as exc:
+                shown = "***" if key in SECRET_KEYS else repr(value)
+                errors.append(f"{origin}: {key} = {shown}: {exc}")
+    if errors:
+        raise ConfigError("\n".join(errors))
+    settings = _build(values)
+    if check_paths:
+        _check_paths(settings)
+    return settings
+
+
+def _build(values: dict[str, Any]) -> Settings:
+    errors: list[str] = []
+    upstream = UpstreamSettings(
+        **{k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("upstream.")}
+    )
+    if (upstream.username is None) != (upstream.password is None):
+        errors.append("upstream.username and upstream.password must be given together")
+    tls_cert, tls_key = values.get("tls.cert"), values.get("tls.key")
+    if "tls.dir" in values:
+        if tls_cert or tls_key:
+            errors.append("give either tls.dir or tls.cert with tls.key, not both")
+        tls_cert, tls_key = values["tls.dir"] / "cert.pem", values["tls.dir"] / "key.pem"
+    elif (tls_cert is None) != (tls_key is None):
+        errors.append("tls.cert and tls.key must be given together")
+    if errors:
+        raise ConfigError("\n".join(errors))
+    host, port = values.get("listen", ("0.0.0.0", 5000))
+    extra: dict[str, Any] = {}
+    if "cache_dir" in values:
+        extra["cache_dir"] = values["cache_dir"]
+    return Settings(
+        listen_host=host,
+        listen_port=port,
+        cache_size=values.get("cache_size", DEFAULT_CACHE_SIZE),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        upstream=upstream,
+        tag_ttl=values.get("tags.ttl", 0.0),
+        log_level=values.get("log.level", "info"),
+        log_format=values.get("log.format", "text"),
+        **extra,
+    )
+
+
+def _check_paths(settings: Settings) -> None:
+    errors: list[str] = []
+    for label, path in (("TLS certificate", settings.tls_cert), ("TLS key", settings.tls_key)):
+        if path is not None and not os.access(path, os.R_OK):
+            errors.append(f"{label} {path}: missing or unreadable")
+    bundle = settings.upstream.ca_bundle
+    if bundle is not None and not os.access(bundle, os.R_OK):
+        errors.append(f"upstream CA bundle {bundle}: missing or unreadable")
+    try:
+        settings.cache_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(settings.cache_dir, os.W_OK | os.X_OK):
+            errors.append(f"cache directory {settings.cache_dir}: not writable")
+    except OSError as exc:
+        errors.append(f"cache directory {settings.cache_dir}: {exc.strerror}")
+    if errors:
+        raise ConfigError("\n".join(errors))

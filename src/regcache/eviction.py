@@ -1,0 +1,56 @@
+"""Keeping stored content under the size budget, least recently used first."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from regcache.index import Index
+from regcache.reference import Digest
+from regcache.storage import BlobStore
+
+log = logging.getLogger(__name__)
+
+
+class Evictor:
+    """Deletes least recently used content until it fits, sparing any digest that is in use.
+
+    `reserved` is what downloads still under way will add; it counts against the budget too.
+    """
+
+    def __init__(
+        self,
+        store: BlobStore,
+        index: Index,
+        budget: int,
+        in_use: Callable[[Digest], bool],
+        reserved: Callable[[], int],
+    ) -> None:
+        self.budget = budget
+        self._store = store
+        self._index = index
+        self._in_use = in_use
+        self._reserved = reserved
+        self.evicted = 0
+        self.evicted_bytes = 0
+
+    def over_budget(self, incoming: int = 0) -> int:
+        return self._index.total_size + self._reserved() + incoming - self.budget
+
+    def make_room(self, incoming: int = 0) -> int:
+        """Evict until `incoming` more bytes fit; returns how many bytes are still over budget."""
+        excess = self.over_budget(incoming)
+        if excess <= 0:
+            return 0
+        for entry in self._index.least_recently_used():
+            if excess <= 0:
+                break
+            if self._in_use(entry.digest):
+                continue
+            self._store.delete(entry.digest)
+            self._index.remove_content(entry.digest)
+            self.evicted += 1
+            self.evicted_bytes += entry.size
+            excess -= entry.size
+            log.debug("evicted %s (%d bytes)", entry.digest, entry.size)
+        return max(excess, 0)

@@ -1,0 +1,184 @@
+"""Metadata about cached content, in SQLite: what is stored, its size and type, tags, last use.
+
+Access times are buffered in memory and written in batches: a hit must not cost a disk write.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from regcache.reference import Digest
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS content (
+    digest TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    media_type TEXT,
+    created REAL NOT NULL,
+    last_access REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS content_lru ON content (last_access);
+CREATE TABLE IF NOT EXISTS tags (
+    upstream TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    fetched_at REAL NOT NULL,
+    PRIMARY KEY (upstream, repository, tag)
+);
+CREATE TABLE IF NOT EXISTS open_repositories (
+    upstream TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    PRIMARY KEY (upstream, repository)
+);
+CREATE TABLE IF NOT EXISTS links (
+    upstream TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (upstream, repository, digest)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ContentEntry:
+    digest: Digest
+    size: int
+    media_type: str | None
+    last_access: float
+
+
+@dataclass(frozen=True, slots=True)
+class TagEntry:
+    digest: Digest
+    fetched_at: float
+
+
+class Index:
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._pending_access: dict[str, float] = {}
+        row = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM content").fetchone()
+        self._total = int(row[0])
+
+    def close(self) -> None:
+        self.flush_access()
+        self._db.close()
+
+    def is_open(self) -> bool:
+        try:
+            self._db.execute("SELECT 1").fetchone()
+        except sqlite3.Error:
+            return False
+        return True
+
+    @property
+    def total_size(self) -> int:
+        return self._total
+
+    def add_content(self, digest: Digest, size: int, media_type: str | None, now: float) -> None:
+        key = str(digest)
+        old = self._db.execute("SELECT size FROM content WHERE digest = ?", (key,)).fetchone()
+        self._db.execute(
+            "INSERT OR REPLACE INTO content (digest, size, media_type, created, last_access)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (key, size, media_type, now, now),
+        )
+        self._total += size - (old[0] if old else 0)
+
+    def content(self, digest: Digest) -> ContentEntry | None:
+        row = self._db.execute(
+            "SELECT size, media_type, last_access FROM content WHERE digest = ?", (str(digest),)
+        ).fetchone()
+        if row is None:
+            return None
+        last_access = self._pending_access.get(str(digest), row[2])
+        return ContentEntry(digest, row[0], row[1], last_access)
+
+    def remove_content(self, digest: Digest) -> None:
+        key = str(digest)
+        self._pending_access.pop(key, None)
+        row = self._db.execute("DELETE FROM content WHERE digest = ? RETURNING size", (key,))
+        removed = row.fetchone()
+        if removed:
+            self._total -= removed[0]
+
+    def touch(self, digest: Digest, now: float) -> None:
+        self._pending_access[str(digest)] = now
+
+    def flush_access(self) -> None:
+        if not self._pending_access:
+            return
+        pending, self._pending_access = self._pending_access, {}
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE content SET last_access = ? WHERE digest = ?",
+                [(when, key) for key, when in pending.items()],
+            )
+
+    def least_recently_used(self) -> Iterator[ContentEntry]:
+        self.flush_access()
+        rows = self._db.execute(
+            "SELECT digest, size, media_type, last_access FROM content ORDER BY last_access"
+        ).fetchall()
+        for digest, size, media_type, last_access in rows:
+            yield ContentEntry(Digest.parse(digest), size, media_type, last_access)
+
+    def digests(self) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT digest FROM content")}
+
+    def set_tag(self, upstream: str, repository: str, tag: str, digest: Digest, now: float) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO tags (upstream, repository, tag, digest, fetched_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (upstream, repository, tag, str(digest), now),
+        )
+
+    def tag(self, upstream: str, repository: str, tag: str) -> TagEntry | None:
+        row = self._db.execute(
+            "SELECT digest, fetched_at FROM tags WHERE upstream = ? AND repository = ? AND tag = ?",
+            (upstream, repository, tag),
+        ).fetchone()
+        return None if row is None else TagEntry(Digest.parse(row[0]), row[1])
+
+    def link(self, upstream: str, repository: str, digest: Digest) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO links (upstream, repository, digest) VALUES (?, ?, ?)",
+            (upstream, repository, str(digest)),
+        )
+
+    def linked(self, upstream: str, repository: str, digest: Digest) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM links WHERE upstream = ? AND repository = ? AND digest = ?",
+            (upstream, repository, str(digest)),
+        ).fetchone()
+        return row is not None
+
+    def open_repositories(self, upstream: str) -> set[str]:
+        rows = self._db.execute(
+            "SELECT repository FROM open_repositories WHERE upstream = ?", (upstream,)
+        )
+        return {row[0] for row in rows}
+
+    def mark_open(self, upstream: str, repository: str) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO open_repositories (upstream, repository) VALUES (?, ?)",
+            (upstream, repository),
+        )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")

@@ -1,0 +1,6 @@
+"""Where content bytes live. The cache talks to the `BlobStore` interface only."""
+
+from regcache.storage.base import BlobStore, BlobWriter, DigestMismatch, StoredBlob
+from regcache.storage.filesystem import FilesystemStore
+
+__all__ = ["BlobStore", "BlobWriter", "DigestMismatch", "FilesystemStore", "StoredBlob"]

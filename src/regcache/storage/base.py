@@ -1,0 +1,69 @@
+"""The storage interface every backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from regcache.reference import Digest
+
+
+class DigestMismatch(Exception):
+    """The bytes written do not hash to the digest they were written for."""
+
+    def __init__(self, expected: Digest, actual: str, size: int) -> None:
+        super().__init__(f"expected {expected}, got sha256:{actual} ({size} bytes)")
+        self.expected = expected
+        self.actual = actual
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    digest: Digest
+    size: int
+    mtime: float
+
+
+def blob_key(digest: Digest) -> str:
+    """The one key layout, shared by every backend: blobs/sha256/ab/<hex>."""
+    return f"blobs/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}"
+
+
+class BlobWriter(Protocol):
+    """A new blob being written; invisible to readers until `commit` verified it."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def size(self) -> int: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def truncate(self, size: int) -> None: ...
+
+    async def commit(self, digest: Digest) -> StoredBlob: ...
+
+    def abort(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    def recover(self) -> None:
+        """Drop every partial write left by an earlier process."""
+
+    def stat(self, digest: Digest) -> StoredBlob | None: ...
+
+    def path(self, digest: Digest) -> Path:
+        """A local file holding the blob's bytes, for zero-copy serving."""
+
+    def read(self, digest: Digest) -> bytes: ...
+
+    def new_writer(self) -> BlobWriter: ...
+
+    def delete(self, digest: Digest) -> None: ...
+
+    def iterate(self) -> Iterator[StoredBlob]: ...
+
+    def writable(self) -> bool: ...

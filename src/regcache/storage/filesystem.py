@@ -1,0 +1,121 @@
+"""Blobs as files: written to tmp/, verified, then renamed into blobs/ atomically."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from regcache.errors import RegistryError
+from regcache.reference import Digest
+from regcache.storage.base import DigestMismatch, StoredBlob, blob_key
+
+
+class FileWriter:
+    def __init__(self, path: Path, store: FilesystemStore) -> None:
+        self._path = path
+        self._store = store
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._final: Path | None = None
+
+    @property
+    def path(self) -> Path:
+        return self._final or self._path
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def write(self, data: bytes) -> None:
+        assert self._fd is not None, "write after close"
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._hash.update(data)
+        self._size += len(data)
+
+    def truncate(self, size: int) -> None:
+        """Start over from `size` bytes; only 0 is possible without re-reading the file."""
+        assert self._fd is not None and size == 0
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        self._hash = hashlib.sha256()
+        self._size = 0
+
+    async def commit(self, digest: Digest) -> StoredBlob:
+        assert self._fd is not None, "commit after close"
+        actual = self._hash.hexdigest()
+        if actual != digest.hex:
+            self.abort()
+            raise DigestMismatch(digest, actual, self._size)
+        fd, self._fd = self._fd, None
+        try:
+            await asyncio.to_thread(os.fdatasync, fd)
+        finally:
+            os.close(fd)
+        final = self._store.path(digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(self._path, final)
+        self._final = final
+        return StoredBlob(digest, self._size, final.stat().st_mtime)
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._final is None:
+            self._path.unlink(missing_ok=True)
+
+
+class FilesystemStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._tmp = root / "tmp"
+        self._blobs = root / "blobs"
+
+    def recover(self) -> None:
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        self._blobs.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: Digest) -> Path:
+        return self.root / blob_key(digest)
+
+    def stat(self, digest: Digest) -> StoredBlob | None:
+        try:
+            st = self.path(digest).stat()
+        except FileNotFoundError:
+            return None
+        return StoredBlob(digest, st.st_size, st.st_mtime)
+
+    def read(self, digest: Digest) -> bytes:
+        return self.path(digest).read_bytes()
+
+    def new_writer(self) -> FileWriter:
+        return FileWriter(self._tmp / uuid.uuid4().hex, self)
+
+    def delete(self, digest: Digest) -> None:
+        self.path(digest).unlink(missing_ok=True)
+
+    def iterate(self) -> Iterator[StoredBlob]:
+        algorithm_dir = self._blobs / "sha256"
+        if not algorithm_dir.is_dir():
+            return
+        for prefix in algorithm_dir.iterdir():
+            for entry in prefix.iterdir():
+                try:
+                    digest = Digest.parse(f"sha256:{entry.name}")
+                    st = entry.stat()
+                except (RegistryError, OSError):
+                    continue
+                yield StoredBlob(digest, st.st_size, st.st_mtime)
+
+    def writable(self) -> bool:
+        return os.access(self._tmp, os.W_OK)
