@@ -106,11 +106,11 @@ def parse_size(text: str | int) -> int:
         raise ValueError(f"not a size: {text!r} (use e.g. 500MB, 10GB, 1TiB)")
     number, unit = float(match[1]), (match[2] or "").lower()
     if not unit:
-        return int(number * 1000**2)
-    binary = "i" in unit
-    base = _UNITS[unit[0]]
-    if binary:
+        base = 1000**2
+    elif "i" in unit:
         base = 1024 ** {"k": 1, "m": 2, "g": 3, "t": 4}[unit[0]]
+    else:
+        base = _UNITS[unit[0]]
     size = int(number * base)
     if size <= 0:
         raise ValueError("size must be positive")

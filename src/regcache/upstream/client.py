@@ -17,7 +17,10 @@ import aiohttp
 
 from regcache.config import UpstreamSettings
 from regcache.errors import (
+    BlobUnknown,
     Denied,
+    ManifestUnknown,
+    NameUnknown,
     RegistryError,
     TooManyRequests,
     Unauthorized,
@@ -285,8 +288,8 @@ class UpstreamClient:
             )
         if resp.status >= 500:
             raise UpstreamBadResponse(f"upstream {self.name} answered {resp.status}", status=502)
-        if resp.method == "HEAD" and resp.status == 404:
-            raise from_upstream(404, b"", {})
+        if resp.status == 404 and not body:
+            raise _missing(resp.url.path)("not found upstream")
         raise from_upstream(resp.status, body, {})
 
     async def _read_limited(self, resp: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -320,6 +323,15 @@ def _content_range(header: str) -> tuple[int, int | None]:
         return start, None if total == "*" else int(total)
     except ValueError:
         raise UpstreamBadResponse("the upstream sent an unreadable Content-Range") from None
+
+
+def _missing(path: str) -> type[RegistryError]:
+    """The error a registry would have sent for a 404 without a body (as on HEAD)."""
+    if "/manifests/" in path:
+        return ManifestUnknown
+    if "/blobs/" in path:
+        return BlobUnknown
+    return NameUnknown
 
 
 def _parse_digest(header: str) -> Digest | None:
