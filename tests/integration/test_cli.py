@@ -1,0 +1,59 @@
+"""The `regcache` command's start-up: clear messages for each configuration mistake."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "regcache", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
+def test_each_mistake_is_named_and_the_exit_code_is_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run(
+        "serve",
+        "--upstream", "ftp://nowhere",
+        "--listen", "localhost",
+        "--cache-size", "lots",
+        "--cache-dir", str(blocker / "cache"),
+    )  # fmt: skip
+    assert result.returncode == 2
+    for fragment in ("upstream.url", "listen", "cache_size"):
+        assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_certificate_and_unwritable_cache_dir(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run(
+        "serve", "--tls-dir", str(tmp_path / "none"), "--cache-dir", str(blocker / "cache")
+    )
+    assert result.returncode == 2
+    assert "TLS certificate" in result.stderr
+    assert "cache directory" in result.stderr
+
+
+def test_unknown_key_in_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "regcache.toml"
+    config.write_text('cache_sise = "1GB"\n')
+    result = run("serve", "--config", str(config), "--cache-dir", str(tmp_path / "c"))
+    assert result.returncode == 2
+    assert "unknown setting 'cache_sise'" in result.stderr
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("regcache ")
