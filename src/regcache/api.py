@@ -11,6 +11,7 @@ from typing import BinaryIO
 from aiohttp import web
 
 from regcache.cache import PullThroughCache, Source, StoredBlob, StreamingBlob
+from regcache.clientauth import Htpasswd
 from regcache.download import DownloadFailed
 from regcache.errors import RegistryError, Unsupported, UpstreamUnavailable
 from regcache.mediatypes import BLOB_TYPE, parse_accept
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 READ_METHODS = ("GET", "HEAD")
 CACHE_KEY: web.AppKey[PullThroughCache] = web.AppKey("cache", PullThroughCache)
+HTPASSWD_KEY: web.AppKey[Htpasswd | None] = web.AppKey("htpasswd")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -55,10 +57,19 @@ async def registry_errors(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def client_credentials(request: web.Request) -> Credentials | None:
+    """The client's own credentials for the upstream (passthrough), when it may have any.
+
+    With an htpasswd file the credentials are the cache's own, never sent upstream.
+    """
+    if request.app[HTPASSWD_KEY] is not None:
+        return None
     return Credentials.from_basic_header(request.headers.get("Authorization"))
 
 
 async def v2(request: web.Request) -> web.StreamResponse:
+    htpasswd = request.app[HTPASSWD_KEY]
+    if htpasswd is not None:
+        await htpasswd.check(request.headers.get("Authorization"))
     route = parse_path(request.match_info.get("path", ""))
     if request.method not in READ_METHODS:
         raise Unsupported(
@@ -76,14 +87,14 @@ async def v1(request: web.Request) -> web.StreamResponse:
 
 
 async def base(request: web.Request, route: Route) -> web.StreamResponse:
+    """200 when the client may pull; a Basic challenge when the upstream wants credentials."""
     cache = request.app[CACHE_KEY]
     client = client_credentials(request)
-    if client is not None or cache.upstream.requires_auth:
-        try:
-            await cache.upstream.ping(client)
-        except UpstreamUnavailable:
-            if client is not None:
-                raise
+    try:
+        await cache.upstream.ping(client)
+    except UpstreamUnavailable:
+        if client is not None:
+            raise
     return web.json_response({})
 
 
@@ -211,9 +222,10 @@ def _abort(request: web.Request) -> None:
         transport.abort()
 
 
-def create_app(cache: PullThroughCache) -> web.Application:
+def create_app(cache: PullThroughCache, htpasswd: Htpasswd | None = None) -> web.Application:
     app = web.Application(middlewares=[registry_errors], handler_args={"max_field_size": 16384})
     app[CACHE_KEY] = cache
+    app[HTPASSWD_KEY] = htpasswd
     app.router.add_route("*", "/v2", v2)
     app.router.add_route("*", "/v2/{path:.*}", v2)
     app.router.add_route("*", "/v1/{path:.*}", v1)

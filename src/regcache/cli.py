@@ -38,6 +38,8 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-dir", metavar="DIR", help="directory holding cert.pem and key.pem")
     parser.add_argument("--tls-cert", metavar="FILE", help="TLS certificate chain (PEM)")
     parser.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
+    parser.add_argument("--upstream-ca", metavar="FILE", help="CA bundle to verify the upstream")
+    parser.add_argument("--htpasswd", metavar="FILE", help="require clients to log in (bcrypt)")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
 
 
@@ -50,6 +52,8 @@ SERVE_FLAGS = {
     "tls_dir": "tls.dir",
     "tls_cert": "tls.cert",
     "tls_key": "tls.key",
+    "upstream_ca": "upstream.ca_bundle",
+    "htpasswd": "auth.htpasswd",
     "log_level": "log.level",
 }
 
@@ -79,10 +83,14 @@ def run_serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from regcache.clientauth import HtpasswdError
     from regcache.server import serve
 
     try:
         asyncio.run(serve(settings))
+    except HtpasswdError as exc:
+        print(f"regcache: configuration error:\n{exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"regcache: cannot serve: {exc}", file=sys.stderr)
         return 1

@@ -55,6 +55,7 @@ class UpstreamSettings:
     timeout: float = 30.0
     tls_verify: bool = True
     ca_bundle: Path | None = None
+    docker_config: Path | None = None
 
     @property
     def is_docker_hub(self) -> bool:
@@ -75,6 +76,8 @@ class Settings:
     tls_key: Path | None = None
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     tag_ttl: float = 0.0
+    htpasswd: Path | None = None
+    confirm_ttl: float = 60.0
     log_level: str = "info"
     log_format: str = "text"
 
@@ -181,6 +184,9 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "upstream.timeout": parse_seconds,
     "upstream.tls_verify": parse_bool,
     "upstream.ca_bundle": _path,
+    "upstream.docker_config": _path,
+    "auth.htpasswd": _path,
+    "auth.confirm_ttl": parse_seconds,
     "tags.ttl": parse_seconds,
     "log.level": parse_choice("debug", "info", "warning", "error"),
     "log.format": parse_choice("text", "json"),
@@ -297,6 +303,8 @@ def _build(values: dict[str, Any]) -> Settings:
         tls_key=tls_key,
         upstream=upstream,
         tag_ttl=values.get("tags.ttl", 0.0),
+        htpasswd=values.get("auth.htpasswd"),
+        confirm_ttl=values.get("auth.confirm_ttl", 60.0),
         log_level=values.get("log.level", "info"),
         log_format=values.get("log.format", "text"),
         **extra,
@@ -305,12 +313,15 @@ def _build(values: dict[str, Any]) -> Settings:
 
 def _check_paths(settings: Settings) -> None:
     errors: list[str] = []
-    for label, path in (("TLS certificate", settings.tls_cert), ("TLS key", settings.tls_key)):
+    for label, path in (
+        ("TLS certificate", settings.tls_cert),
+        ("TLS key", settings.tls_key),
+        ("upstream CA bundle", settings.upstream.ca_bundle),
+        ("upstream docker config", settings.upstream.docker_config),
+        ("htpasswd file", settings.htpasswd),
+    ):
         if path is not None and not os.access(path, os.R_OK):
             errors.append(f"{label} {path}: missing or unreadable")
-    bundle = settings.upstream.ca_bundle
-    if bundle is not None and not os.access(bundle, os.R_OK):
-        errors.append(f"upstream CA bundle {bundle}: missing or unreadable")
     try:
         settings.cache_dir.mkdir(parents=True, exist_ok=True)
         if not os.access(settings.cache_dir, os.W_OK | os.X_OK):

@@ -35,7 +35,12 @@ async def running_cache(settings: Settings) -> AsyncIterator[PullThroughCache]:
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
         upstream = UpstreamClient("default", settings.upstream, session)
         cache = PullThroughCache(
-            store, index, upstream, budget=settings.cache_size, tag_ttl=settings.tag_ttl
+            store,
+            index,
+            upstream,
+            budget=settings.cache_size,
+            tag_ttl=settings.tag_ttl,
+            confirm_ttl=settings.confirm_ttl,
         )
         cache.recover()
         flusher = asyncio.create_task(_flush_access_times(index))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,12 +33,14 @@ from regcache.mediatypes import sniff_media_type
 from regcache.reference import Digest
 from regcache.upstream.challenge import Challenge, parse_challenge
 from regcache.upstream.credentials import Credentials
+from regcache.upstream.dockerconfig import credentials_from_docker_config
 from regcache.upstream.tokens import TokenCache
 
 log = logging.getLogger(__name__)
 
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 MAX_REDIRECTS = 5
+PING_MEMORY = 60.0
 REDIRECTS = (301, 302, 303, 307, 308)
 # What a client is challenged with: it answers with Basic credentials, which regcache then uses
 # for the upstream's own flow (Basic or Bearer token) on the client's behalf.
@@ -77,6 +80,14 @@ class BlobResponse:
         self._response.release()
 
 
+def configured_credentials(settings: UpstreamSettings) -> Credentials | None:
+    if settings.username is not None and settings.password is not None:
+        return Credentials(settings.username, settings.password.reveal())
+    if settings.docker_config is not None:
+        return credentials_from_docker_config(settings.docker_config, settings.url)
+    return None
+
+
 def ssl_context(settings: UpstreamSettings) -> ssl.SSLContext | bool:
     if not settings.tls_verify:
         return False
@@ -100,12 +111,9 @@ class UpstreamClient:
             sock_connect=settings.timeout,
             sock_read=settings.timeout,
         )
-        self._configured = (
-            Credentials(settings.username, settings.password.reveal())
-            if settings.username is not None and settings.password is not None
-            else None
-        )
+        self._configured = configured_credentials(settings)
         self._challenge: Challenge | None = None
+        self._ping_ok_until = 0.0
         self.tokens = TokenCache(session, self._timeout)
 
     def credentials_for(self, client: Credentials | None) -> Credentials | None:
@@ -114,14 +122,15 @@ class UpstreamClient:
             return client
         return self._configured
 
-    @property
-    def requires_auth(self) -> bool:
-        """Whether the upstream has asked for credentials beyond an anonymous token."""
-        return self._challenge is not None and self._challenge.scheme == "basic"
-
     async def ping(self, client: Credentials | None) -> None:
+        """Check that the upstream accepts this client; the default identity's OK is remembered."""
+        remembered = client is None or not self.settings.passthrough_auth
+        if remembered and self._ping_ok_until > time.monotonic():
+            return
         async with await self._send("GET", "/v2/", client, scope="") as resp:
             await self._raise_for(resp)
+        if remembered:
+            self._ping_ok_until = time.monotonic() + PING_MEMORY
 
     async def head_manifest(
         self, repository: str, reference: str, accept: str, client: Credentials | None
