@@ -24,6 +24,7 @@ from regcache.errors import (
     UpstreamUnavailable,
 )
 from regcache.eviction import Evictor
+from regcache.freshness import FreshnessPolicy
 from regcache.index import Index
 from regcache.mediatypes import MANIFEST_TYPES, acceptable, upstream_accept
 from regcache.reference import Digest, is_digest
@@ -76,13 +77,13 @@ class PullThroughCache:
         upstream: UpstreamClient,
         *,
         budget: int,
-        tag_ttl: float = 0.0,
+        freshness: FreshnessPolicy | None = None,
         confirm_ttl: float = 60.0,
     ) -> None:
         self.store = store
         self.index = index
         self.upstream = upstream
-        self.tag_ttl = tag_ttl
+        self.freshness = freshness or FreshnessPolicy()
         self.access = AccessCache(confirm_ttl)
         self.counters: Counter[str] = Counter()
         self._downloads: dict[Digest, Download] = {}
@@ -183,10 +184,13 @@ class PullThroughCache:
         accept = upstream_accept(accepted)
         cached = self.index.tag(self.upstream.name, repository, tag)
         identity, _ = self._identity(client)
-        if cached is not None and self.tag_ttl > 0:
-            fresh = time.time() - cached.fetched_at < self.tag_ttl
+        if (
+            cached is not None
+            and self.freshness.is_fresh(tag, cached.fetched_at, time.time())
+            and self.access.allowed(identity, repository)
+        ):
             stored = self._stored_manifest(cached.digest)
-            if fresh and stored is not None and self.access.allowed(identity, repository):
+            if stored is not None:
                 return self._answer(stored, accepted, Source.HIT)
         try:
             head = await self._flights.run(

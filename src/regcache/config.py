@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from regcache.freshness import FreshnessPolicy, TagRule, parse_rules
+
 DOCKER_HUB_URL = "https://registry-1.docker.io"
 DEFAULT_CACHE_SIZE = 10 * 1000**3
 ENV_PREFIX = "REGCACHE_"
@@ -76,6 +78,7 @@ class Settings:
     tls_key: Path | None = None
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     tag_ttl: float = 0.0
+    tag_rules: tuple[TagRule, ...] = ()
     htpasswd: Path | None = None
     confirm_ttl: float = 60.0
     log_level: str = "info"
@@ -84,6 +87,10 @@ class Settings:
     @property
     def tls(self) -> bool:
         return self.tls_cert is not None
+
+    @property
+    def freshness(self) -> FreshnessPolicy:
+        return FreshnessPolicy(self.tag_ttl, self.tag_rules)
 
 
 def default_cache_dir() -> Path:
@@ -188,6 +195,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "auth.htpasswd": _path,
     "auth.confirm_ttl": parse_seconds,
     "tags.ttl": parse_seconds,
+    "tags.rules": parse_rules,
     "log.level": parse_choice("debug", "info", "warning", "error"),
     "log.format": parse_choice("text", "json"),
 }
@@ -303,6 +311,7 @@ def _build(values: dict[str, Any]) -> Settings:
         tls_key=tls_key,
         upstream=upstream,
         tag_ttl=values.get("tags.ttl", 0.0),
+        tag_rules=values.get("tags.rules", ()),
         htpasswd=values.get("auth.htpasswd"),
         confirm_ttl=values.get("auth.confirm_ttl", 60.0),
         log_level=values.get("log.level", "info"),

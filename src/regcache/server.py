@@ -39,7 +39,7 @@ async def running_cache(settings: Settings) -> AsyncIterator[PullThroughCache]:
             index,
             upstream,
             budget=settings.cache_size,
-            tag_ttl=settings.tag_ttl,
+            freshness=settings.freshness,
             confirm_ttl=settings.confirm_ttl,
         )
         cache.recover()
