@@ -185,20 +185,30 @@ async def _send_stored(
 
 async def _send_streaming(request: web.Request, found: StreamingBlob) -> web.StreamResponse:
     download = found.download
+    reader = id(request)
     download.readers += 1
     try:
         with os.fdopen(download.open_reader(), "rb") as file:
             response, span = await _start(request, download.digest, download.size, found.source)
-            position = span.start
-            end = span.end
+            position, end = span.start, span.end
+            download.advanced(reader, position)
             try:
                 while end < 0 or position < end:
                     available = await download.wait_readable(position)
                     if available == position:  # committed, and nothing more: the end
                         break
                     stop = available if end < 0 else min(available, end)
-                    await _sendfile(request, file, position, stop - position)
+                    if position < download.on_disk:
+                        stop = min(stop, download.on_disk)
+                        await _sendfile(request, file, position, stop - position)
+                    else:
+                        data = download.read_spill(position, stop)
+                        if not data:  # joined too late: those bytes are neither kept nor held
+                            raise DownloadFailed("the bytes this client needs were not kept")
+                        await response.write(data)
+                        stop = position + len(data)
                     position = stop
+                    download.advanced(reader, position)
             except DownloadFailed:
                 _abort(request)
                 return response
@@ -206,6 +216,7 @@ async def _send_streaming(request: web.Request, found: StreamingBlob) -> web.Str
         return response
     finally:
         download.readers -= 1
+        download.positions.pop(reader, None)
 
 
 async def _sendfile(request: web.Request, file: BinaryIO, offset: int, count: int) -> None:

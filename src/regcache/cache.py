@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from regcache.access import AccessCache
-from regcache.download import Download
+from regcache.download import SPILL_LIMIT, Download, DownloadFailed
 from regcache.errors import (
     ManifestUnknown,
     RegistryError,
@@ -29,7 +29,7 @@ from regcache.index import Index
 from regcache.mediatypes import MANIFEST_TYPES, acceptable, upstream_accept
 from regcache.reference import Digest, is_digest
 from regcache.singleflight import SingleFlight
-from regcache.storage import BlobStore, DigestMismatch
+from regcache.storage import BlobStore, DigestMismatch, StoreFailed
 from regcache.upstream import Credentials, ManifestResponse, UpstreamClient
 
 log = logging.getLogger(__name__)
@@ -396,6 +396,13 @@ class PullThroughCache:
             except DigestMismatch as exc:
                 log.error("blob %s from upstream failed verification: %s", digest, exc)
                 raise UpstreamBadResponse("the upstream's blob does not match its digest") from None
+            except StoreFailed as exc:
+                # The bytes were right: the clients get them, the cache keeps nothing.
+                log.error("blob %s was served but not kept: %s", digest, exc)
+                self.counters["store_failed"] += 1
+                del self._downloads[digest]
+                download.commit()
+                return
             self.index.add_content(digest, stored.size, None, time.time())
             self._confirmed(repository, client, digest)
             del self._downloads[digest]
@@ -405,7 +412,7 @@ class PullThroughCache:
             writer.abort()
             self._downloads.pop(digest, None)
             download.fail(exc)
-            if isinstance(exc, RegistryError | OSError):
+            if isinstance(exc, RegistryError | OSError | DownloadFailed):
                 self.counters["download_failed"] += 1
                 log.warning("download of %s failed: %s", digest, exc)
             else:
@@ -434,7 +441,9 @@ class PullThroughCache:
                                 continue
                             chunk, skip = chunk[skip:], 0
                         writer.write(chunk)
-                        download.progressed()
+                        download.received(chunk)
+                        if download.spilled > SPILL_LIMIT:
+                            await download.readers_caught_up()
                 finally:
                     response.release()
                 return

@@ -13,11 +13,18 @@ class DownloadFailed(Exception):
     """The download did not produce a verified blob; nothing of it was kept."""
 
 
+SPILL_LIMIT = 16 * 1024 * 1024
+
+
 class Download:
     """Progress of one upstream download into a `BlobWriter`.
 
     Readers see at most `readable()` bytes: all but the last byte until the blob is verified and
     committed, so that a body which turns out wrong can never reach a client as a complete one.
+
+    Bytes the writer could not put on disk (disk full) are kept in memory instead, as `spill`,
+    until every reader has passed them: the transfer still reaches its clients, paced by the
+    slowest one, and nothing of it is kept.
     """
 
     def __init__(self, digest: Digest, writer: BlobWriter) -> None:
@@ -28,6 +35,9 @@ class Download:
         self.committed = False
         self.error: BaseException | None = None
         self.readers = 0
+        self.positions: dict[int, int] = {}
+        self.spill: list[bytes] = []
+        self.spill_start = 0
         self._changed = asyncio.Event()
 
     @property
@@ -47,6 +57,54 @@ class Download:
         self.size = size
         if not self.started.done():
             self.started.set_result(None)
+
+    @property
+    def on_disk(self) -> int:
+        return self.writer.on_disk
+
+    def received(self, chunk: bytes) -> None:
+        """Record a chunk just given to the writer; keep it in memory if it missed the disk."""
+        if self.writer.on_disk < self.writer.size:
+            if not self.spill:
+                self.spill_start = self.writer.size - len(chunk)
+            self.spill.append(chunk)
+        self.progressed()
+
+    @property
+    def spilled(self) -> int:
+        return sum(map(len, self.spill))
+
+    def read_spill(self, position: int, stop: int) -> bytes:
+        """Bytes [position, stop) from memory; position must be at or past `spill_start`."""
+        offset = self.spill_start
+        for chunk in self.spill:
+            end = offset + len(chunk)
+            if position < end:
+                return chunk[position - offset : min(stop, end) - offset]
+            offset = end
+        return b""
+
+    def trim_spill(self) -> None:
+        """Forget spilled chunks every reader has passed."""
+        slowest = min(self.positions.values(), default=self.written)
+        while self.spill and self.spill_start + len(self.spill[0]) <= slowest:
+            self.spill_start += len(self.spill.pop(0))
+
+    async def readers_caught_up(self) -> None:
+        """Wait until the spill is under its limit; with no reader left, nobody needs it."""
+        while True:
+            self.trim_spill()
+            if not self.positions:
+                self.spill.clear()
+                raise DownloadFailed("storage failed and no client is reading")
+            if self.spilled <= SPILL_LIMIT:
+                return
+            await self._changed.wait()
+
+    def advanced(self, reader: int, position: int) -> None:
+        self.positions[reader] = position
+        if self.spill:
+            self.progressed()
 
     def progressed(self) -> None:
         self._changed.set()

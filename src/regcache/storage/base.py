@@ -19,6 +19,10 @@ class DigestMismatch(Exception):
         self.actual = actual
 
 
+class StoreFailed(Exception):
+    """The bytes were right but could not be kept (disk full, I/O error)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredBlob:
     digest: Digest
@@ -38,13 +42,19 @@ class BlobWriter(Protocol):
     def path(self) -> Path: ...
 
     @property
-    def size(self) -> int: ...
+    def size(self) -> int:
+        """Bytes written so far, hashed whether or not they reached the disk."""
 
-    def write(self, data: bytes) -> None: ...
+    @property
+    def on_disk(self) -> int:
+        """How many of the first bytes are in the file; less than `size` once writing failed."""
 
-    def truncate(self, size: int) -> None: ...
+    def write(self, data: bytes) -> None:
+        """Hash and store `data`; a storage failure is kept for `commit`, not raised here."""
 
-    async def commit(self, digest: Digest) -> StoredBlob: ...
+    async def commit(self, digest: Digest) -> StoredBlob:
+        """Verify and keep: DigestMismatch for wrong bytes, StoreFailed when they could not be
+        kept; either way nothing stays behind."""
 
     def abort(self) -> None: ...
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from regcache.errors import RegistryError
 from regcache.reference import Digest
-from regcache.storage.base import DigestMismatch, StoredBlob, blob_key
+from regcache.storage.base import DigestMismatch, StoredBlob, StoreFailed, blob_key
 
 
 class FileWriter:
@@ -22,6 +22,8 @@ class FileWriter:
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self._hash = hashlib.sha256()
         self._size = 0
+        self._on_disk = 0
+        self._error: OSError | None = None
         self._final: Path | None = None
 
     @property
@@ -32,22 +34,25 @@ class FileWriter:
     def size(self) -> int:
         return self._size
 
+    @property
+    def on_disk(self) -> int:
+        return self._on_disk
+
     def write(self, data: bytes) -> None:
         assert self._fd is not None, "write after close"
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
         self._hash.update(data)
         self._size += len(data)
-
-    def truncate(self, size: int) -> None:
-        """Start over from `size` bytes; only 0 is possible without re-reading the file."""
-        assert self._fd is not None and size == 0
-        os.ftruncate(self._fd, 0)
-        os.lseek(self._fd, 0, os.SEEK_SET)
-        self._hash = hashlib.sha256()
-        self._size = 0
+        if self._error is not None:
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:
+            self._error = exc
+            return
+        self._on_disk = self._size
 
     async def commit(self, digest: Digest) -> StoredBlob:
         assert self._fd is not None, "commit after close"
@@ -55,14 +60,20 @@ class FileWriter:
         if actual != digest.hex:
             self.abort()
             raise DigestMismatch(digest, actual, self._size)
+        if self._error is not None:
+            self.abort()
+            raise StoreFailed(f"could not write the blob: {self._error.strerror}")
         fd, self._fd = self._fd, None
         try:
             await asyncio.to_thread(os.fdatasync, fd)
+            final = self._store.path(digest)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(self._path, final)
+        except OSError as exc:
+            self.abort()
+            raise StoreFailed(f"could not keep the blob: {exc.strerror}") from None
         finally:
             os.close(fd)
-        final = self._store.path(digest)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(self._path, final)
         self._final = final
         return StoredBlob(digest, self._size, final.stat().st_mtime)
 

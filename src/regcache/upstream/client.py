@@ -5,8 +5,10 @@ Third-party exceptions stop here: callers see RegistryError subclasses only.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import logging
+import math
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 MAX_REDIRECTS = 5
 PING_MEMORY = 60.0
+MAX_RETRY_AFTER = 86400.0
 REDIRECTS = (301, 302, 303, 307, 308)
 # What a client is challenged with: it answers with Basic credentials, which regcache then uses
 # for the upstream's own flow (Basic or Bearer token) on the client's behalf.
@@ -80,6 +83,20 @@ class BlobResponse:
         self._response.release()
 
 
+def retry_after_seconds(header: str | None, default: float = 60.0) -> float:
+    """Retry-After as seconds from now: delay-seconds or an HTTP date; bounded to a day."""
+    if not header:
+        return default
+    header = header.strip()
+    if header.isdigit():
+        return min(float(header), MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return default
+    return min(max(when.timestamp() - time.time(), 0.0), MAX_RETRY_AFTER)
+
+
 def configured_credentials(settings: UpstreamSettings) -> Credentials | None:
     if settings.username is not None and settings.password is not None:
         return Credentials(settings.username, settings.password.reveal())
@@ -114,6 +131,8 @@ class UpstreamClient:
         self._configured = configured_credentials(settings)
         self._challenge: Challenge | None = None
         self._ping_ok_until = 0.0
+        self._limited_until = 0.0
+        self.rate_limited = 0
         self.tokens = TokenCache(session, self._timeout)
 
     def credentials_for(self, client: Credentials | None) -> Credentials | None:
@@ -216,6 +235,7 @@ class UpstreamClient:
         params: Mapping[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
         """A request with the upstream's auth flow: answer a 401 challenge once, then give up."""
+        self._check_rate_limit()
         credentials = self.credentials_for(client)
         url = self.base_url + path
         auth = await self._authorization(scope, credentials)
@@ -233,6 +253,19 @@ class UpstreamClient:
         self._challenge = challenge
         auth = await self._authorization(challenge.params.get("scope", scope), credentials)
         return await self._request(method, url, {**(headers or {}), **auth}, params)
+
+    def _check_rate_limit(self) -> None:
+        """While the upstream's Retry-After runs, nothing is sent to it."""
+        remaining = self._limited_until - time.monotonic()
+        if remaining > 0:
+            raise TooManyRequests(
+                "the upstream's rate limit was reached",
+                headers={"Retry-After": str(math.ceil(remaining))},
+            )
+
+    @property
+    def rate_limited_for(self) -> float:
+        return max(self._limited_until - time.monotonic(), 0.0)
 
     async def _authorization(self, scope: str, credentials: Credentials | None) -> dict[str, str]:
         challenge = self._challenge
@@ -291,10 +324,11 @@ class UpstreamClient:
         if resp.status == 403:
             raise Denied("the upstream denied access")
         if resp.status == 429:
-            retry_after = resp.headers.get("Retry-After", "60")
-            raise TooManyRequests(
-                "the upstream's rate limit was reached", headers={"Retry-After": retry_after}
-            )
+            wait = retry_after_seconds(resp.headers.get("Retry-After"))
+            self._limited_until = time.monotonic() + wait
+            log.warning("upstream %s rate limit reached: not asking it for %d s", self.name, wait)
+            self.rate_limited += 1
+            self._check_rate_limit()
         if resp.status >= 500:
             raise UpstreamBadResponse(f"upstream {self.name} answered {resp.status}", status=502)
         if resp.status == 404 and not body:
