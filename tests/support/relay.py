@@ -29,6 +29,8 @@ class Fault:
     stall_after: int | None = None
     status: int | None = None
     retry_after: str = "30"
+    hang: bool = False
+    every_request: bool = False
     times: int | None = None
     applied: int = 0
 
@@ -47,6 +49,7 @@ class Relay:
     upstream: str
     fault: Fault = field(default_factory=Fault)
     blob_requests: list[BlobRequest] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
     url: str = ""
     stalled: threading.Event = field(default_factory=threading.Event)
     _release: asyncio.Event | None = None
@@ -56,13 +59,30 @@ class Relay:
         assert self._loop is not None and self._release is not None
         self._loop.call_soon_threadsafe(self._release.set)
 
+    def reset(self, fault: Fault | None = None) -> None:
+        """A new fault (or none), with stalls released and a fresh stall event."""
+        self.release_stall()
+        self.fault = fault or Fault()
+        self.stalled = threading.Event()
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self._renew_release(), self._loop).result(10)
+
+    async def _renew_release(self) -> None:
+        self._release = asyncio.Event()
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         is_blob_get = request.method == "GET" and "/blobs/sha256:" in request.path
-        fault = self.fault if is_blob_get and self.fault.active() else None
+        self.requests.append(f"{request.method} {request.path}")
+        targeted = is_blob_get or self.fault.every_request
+        fault = self.fault if targeted and self.fault.active() else None
         if is_blob_get:
             self.blob_requests.append(BlobRequest(request.path, request.headers.get("Range")))
         if fault is not None:
             fault.applied += 1
+            if fault.hang:
+                self.stalled.set()
+                assert self._release is not None
+                await self._release.wait()
             if fault.status is not None:
                 return web.json_response(
                     {"errors": [{"code": "TOOMANYREQUESTS", "message": "injected"}]},
