@@ -13,7 +13,13 @@ from aiohttp import web
 from regcache.cache import PullThroughCache, Source, StoredBlob, StreamingBlob
 from regcache.clientauth import Htpasswd
 from regcache.download import DownloadFailed
-from regcache.errors import RegistryError, Unsupported, UpstreamUnavailable
+from regcache.errors import (
+    CLIENT_CHALLENGE,
+    RegistryError,
+    Unauthorized,
+    Unsupported,
+    UpstreamUnavailable,
+)
 from regcache.mediatypes import BLOB_TYPE, parse_accept
 from regcache.paths import Endpoint, Route, parse_path, v1_error
 from regcache.ranges import ByteRange, parse_range
@@ -87,7 +93,12 @@ async def v1(request: web.Request) -> web.StreamResponse:
 
 
 async def base(request: web.Request, route: Route) -> web.StreamResponse:
-    """200 when the client may pull; a Basic challenge when the upstream wants credentials."""
+    """200 when the client may pull; a Basic challenge when the upstream wants credentials.
+
+    In passthrough mode a client without credentials is challenged whenever the upstream has
+    auth at all, as the upstream itself would: docker and skopeo send the credentials they have
+    only after such a challenge, and go on anonymously when they have none.
+    """
     cache = request.app[CACHE_KEY]
     client = client_credentials(request)
     try:
@@ -95,6 +106,14 @@ async def base(request: web.Request, route: Route) -> web.StreamResponse:
     except UpstreamUnavailable:
         if client is not None:
             raise
+    upstream = cache.upstream
+    if (
+        client is None
+        and request.app[HTPASSWD_KEY] is None
+        and upstream.settings.passthrough_auth
+        and upstream.has_auth
+    ):
+        raise Unauthorized("authentication required", headers=CLIENT_CHALLENGE)
     return web.json_response({})
 
 

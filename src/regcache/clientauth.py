@@ -9,10 +9,9 @@ from pathlib import Path
 
 import bcrypt
 
-from regcache.errors import Unauthorized
+from regcache.errors import CLIENT_CHALLENGE, Unauthorized
 from regcache.upstream.credentials import Credentials
 
-CHALLENGE = {"WWW-Authenticate": 'Basic realm="regcache"'}
 # bcrypt is slow on purpose: a verified header is remembered this long.
 VERIFIED_TTL = 300.0
 
@@ -45,7 +44,7 @@ class Htpasswd:
         """Return if `header` carries valid Basic credentials, else raise Unauthorized."""
         credentials = Credentials.from_basic_header(header)
         if credentials is None:
-            raise Unauthorized("authentication required", headers=CHALLENGE)
+            raise Unauthorized("authentication required", headers=CLIENT_CHALLENGE)
         key = hashlib.sha256((header or "").encode()).hexdigest()
         if self._verified.get(key, 0.0) > time.monotonic():
             return
@@ -54,5 +53,5 @@ class Htpasswd:
             bcrypt.checkpw, credentials.password.encode(), hashed
         )
         if not ok:
-            raise Unauthorized("invalid user name or password", headers=CHALLENGE)
+            raise Unauthorized("invalid user name or password", headers=CLIENT_CHALLENGE)
         self._verified[key] = time.monotonic() + VERIFIED_TTL

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+# What a client is challenged with: it answers with Basic credentials, which regcache then uses
+# for the upstream's own flow (Basic or Bearer token) on the client's behalf.
+CLIENT_CHALLENGE = {"WWW-Authenticate": 'Basic realm="regcache"'}
+
 
 class RegistryError(Exception):
     """An error a client sees as `{"errors": [{"code", "message", "detail"}]}` and a status."""

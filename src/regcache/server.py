@@ -13,8 +13,11 @@ from contextlib import asynccontextmanager
 import aiohttp
 from aiohttp import web
 
+from regcache.accesslog import AccessLogger
+from regcache.accesslog import log as access_log
 from regcache.api import create_app
 from regcache.cache import PullThroughCache
+from regcache.clientauth import Htpasswd, read_htpasswd
 from regcache.config import Settings
 from regcache.index import Index
 from regcache.storage import FilesystemStore
@@ -69,7 +72,14 @@ async def serve(settings: Settings) -> None:
     if not settings.upstream.tls_verify:
         log.warning("TLS verification of upstream %s is turned off", settings.upstream.url)
     async with running_cache(settings) as cache:
-        runner = web.AppRunner(create_app(cache), access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
+        htpasswd = Htpasswd(read_htpasswd(settings.htpasswd)) if settings.htpasswd else None
+        app = create_app(cache, htpasswd)
+        runner = web.AppRunner(
+            app,
+            access_log=access_log,
+            access_log_class=AccessLogger,
+            shutdown_timeout=SHUTDOWN_GRACE,
+        )
         await runner.setup()
         site = web.TCPSite(
             runner,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import fnmatch
 import hashlib
@@ -57,14 +58,15 @@ class ServerThread:
             raise RuntimeError(f"{self.name} did not start") from self._failure
 
     def stop(self) -> None:
-        if self._thread is None:
+        thread, self._thread = self._thread, None
+        if thread is None:
             return
         if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(STOP_TIMEOUT)
-        if self._thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # the loop has ended already
+                self._loop.call_soon_threadsafe(self._stop.set)
+        thread.join(STOP_TIMEOUT)
+        if thread.is_alive():
             raise RuntimeError(f"{self.name} did not stop within {STOP_TIMEOUT:.0f}s")
-        self._thread = None
 
     def _run(self) -> None:
         try:

@@ -20,6 +20,7 @@ import aiohttp
 
 from regcache.config import UpstreamSettings
 from regcache.errors import (
+    CLIENT_CHALLENGE,
     BlobUnknown,
     Denied,
     ManifestUnknown,
@@ -45,9 +46,6 @@ MAX_REDIRECTS = 5
 PING_MEMORY = 60.0
 MAX_RETRY_AFTER = 86400.0
 REDIRECTS = (301, 302, 303, 307, 308)
-# What a client is challenged with: it answers with Basic credentials, which regcache then uses
-# for the upstream's own flow (Basic or Bearer token) on the client's behalf.
-CLIENT_CHALLENGE = {"WWW-Authenticate": 'Basic realm="regcache"'}
 
 
 @dataclass(frozen=True)
@@ -140,6 +138,11 @@ class UpstreamClient:
         if client is not None and self.settings.passthrough_auth:
             return client
         return self._configured
+
+    @property
+    def has_auth(self) -> bool:
+        """Whether the upstream has asked for auth of any kind (a Basic or Bearer challenge)."""
+        return self._challenge is not None
 
     async def ping(self, client: Credentials | None) -> None:
         """Check that the upstream accepts this client; the default identity's OK is remembered."""

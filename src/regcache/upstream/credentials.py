@@ -35,4 +35,6 @@ class Credentials:
         except (binascii.Error, UnicodeDecodeError):
             return None
         username, sep, password = decoded.partition(":")
-        return cls(username, password) if sep else None
+        if not sep or not (username or password):
+            return None  # clients with nothing to send send ":" after a Basic challenge
+        return cls(username, password)

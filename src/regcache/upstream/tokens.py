@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from regcache.errors import Denied, Unauthorized, UpstreamUnavailable
+from regcache.errors import CLIENT_CHALLENGE, Denied, Unauthorized, UpstreamUnavailable
 from regcache.singleflight import SingleFlight
 from regcache.upstream.challenge import Challenge
 from regcache.upstream.credentials import Credentials
@@ -68,7 +68,7 @@ class TokenCache:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamUnavailable(f"token service unreachable: {type(exc).__name__}") from None
         if status == 401:
-            raise Unauthorized("the upstream refused these credentials")
+            raise Unauthorized("the upstream refused these credentials", headers=CLIENT_CHALLENGE)
         if status == 403:
             raise Denied("the upstream denied access")
         if status != 200:
