@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from typing import BinaryIO
+from typing import IO
 
 from aiohttp import web
 
@@ -143,10 +143,13 @@ async def blob(request: web.Request, route: Route) -> web.StreamResponse:
         response.content_length = size
         return response
     found = await cache.blob(route.name, digest, client)
-    if isinstance(found, StoredBlob):
-        with cache.reading(digest), open(found.path, "rb") as file:  # noqa: ASYNC230
+    if isinstance(found, StreamingBlob):
+        return await _send_streaming(request, found)
+    with cache.reading(digest):
+        if found.path is None:
+            return await _send_from_store(request, cache, found)
+        with open(found.path, "rb") as file:  # noqa: ASYNC230  (opening a local file: no wait)
             return await _send_stored(request, file, found)
-    return await _send_streaming(request, found)
 
 
 async def tags(request: web.Request, route: Route) -> web.StreamResponse:
@@ -193,11 +196,22 @@ async def _start(
 
 
 async def _send_stored(
-    request: web.Request, file: BinaryIO, found: StoredBlob
+    request: web.Request, file: IO[bytes], found: StoredBlob
 ) -> web.StreamResponse:
     response, span = await _start(request, found.digest, found.size, Source.HIT)
     if span.length > 0:
         await _sendfile(request, file, span.start, span.length)
+    await response.write_eof()
+    return response
+
+
+async def _send_from_store(
+    request: web.Request, cache: PullThroughCache, found: StoredBlob
+) -> web.StreamResponse:
+    """A stored blob without a local file (an object store): streamed through this node."""
+    response, span = await _start(request, found.digest, found.size, Source.HIT)
+    async for chunk in cache.store.open_range(found.digest, span.start, span.end):
+        await response.write(chunk)
     await response.write_eof()
     return response
 
@@ -238,7 +252,7 @@ async def _send_streaming(request: web.Request, found: StreamingBlob) -> web.Str
         download.positions.pop(reader, None)
 
 
-async def _sendfile(request: web.Request, file: BinaryIO, offset: int, count: int) -> None:
+async def _sendfile(request: web.Request, file: IO[bytes], offset: int, count: int) -> None:
     transport = request.transport
     if transport is None or transport.is_closing():
         raise ConnectionResetError("client went away")

@@ -59,7 +59,7 @@ class Manifest:
 @dataclass(frozen=True)
 class StoredBlob:
     digest: Digest
-    path: Path
+    path: Path | None  # a local file to send with sendfile; None: read it from the store
     size: int
 
 
@@ -94,10 +94,10 @@ class PullThroughCache:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def recover(self) -> None:
+    async def recover(self) -> None:
         """Make index and files agree after any stop, clean or not, then fit the budget."""
-        self.store.recover()
-        on_disk = {str(blob.digest): blob for blob in self.store.iterate()}
+        await self.store.recover()
+        on_disk = {str(blob.digest): blob async for blob in self.store.iterate()}
         known = self.index.digests()
         for key in known - on_disk.keys():
             self.index.remove_content(Digest.parse(key))
@@ -106,7 +106,7 @@ class PullThroughCache:
             self.index.add_content(blob.digest, blob.size, None, blob.mtime)
         for repository in self.index.open_repositories(self.upstream.name):
             self.access.mark_open(repository)
-        self.evictor.make_room()
+        await self.evictor.make_room()
 
     async def close(self) -> None:
         for task in list(self._download_tasks):
@@ -164,7 +164,7 @@ class PullThroughCache:
         self, repository: str, digest: Digest, accepted: set[str], client: Credentials | None
     ) -> Manifest:
         accept = upstream_accept(accepted)
-        stored = self._stored_manifest(digest)
+        stored = await self._stored_manifest(digest)
         if stored is not None:
             await self._authorize(
                 repository,
@@ -189,7 +189,7 @@ class PullThroughCache:
             and self.freshness.is_fresh(tag, cached.fetched_at, time.time())
             and self.access.allowed(identity, repository)
         ):
-            stored = self._stored_manifest(cached.digest)
+            stored = await self._stored_manifest(cached.digest)
             if stored is not None:
                 return self._answer(stored, accepted, Source.HIT)
         try:
@@ -198,13 +198,13 @@ class PullThroughCache:
                 lambda: self.upstream.head_manifest(repository, tag, accept, client),
             )
         except UPSTREAM_FAILURES as exc:
-            stale = self._stale_tag(repository, tag, identity, exc)
+            stale = await self._stale_tag(repository, tag, identity, exc)
             if stale is None:
                 raise
             return self._answer(stale, accepted, Source.STALE, warning=_stale_warning(exc))
         if head.digest is not None:
             self._confirmed(repository, client, head.digest)
-            stored = self._stored_manifest(head.digest)
+            stored = await self._stored_manifest(head.digest)
             if stored is not None:
                 self.index.set_tag(self.upstream.name, repository, tag, head.digest, time.time())
                 return self._answer(stored, accepted, Source.HIT)
@@ -213,13 +213,13 @@ class PullThroughCache:
         self.index.set_tag(self.upstream.name, repository, tag, fetched.digest, time.time())
         return self._answer(fetched, accepted, source)
 
-    def _stale_tag(
+    async def _stale_tag(
         self, repository: str, tag: str, identity: str, exc: RegistryError
     ) -> ManifestResponse | None:
         cached = self.index.tag(self.upstream.name, repository, tag)
         if cached is None or not self.access.allowed(identity, repository):
             return None
-        stored = self._stored_manifest(cached.digest)
+        stored = await self._stored_manifest(cached.digest)
         if stored is not None:
             log.warning("serving %s:%s stale: %s", repository, tag, exc.message)
         return stored
@@ -252,7 +252,7 @@ class PullThroughCache:
         fetched = await self.upstream.get_manifest(repository, reference, accept, client)
         if fetched.media_type not in MANIFEST_TYPES:
             raise UpstreamBadResponse(f"unsupported manifest type {fetched.media_type!r}")
-        if self._stored_manifest(fetched.digest) is None:
+        if await self._stored_manifest(fetched.digest) is None:
             writer = self.store.new_writer()
             try:
                 writer.write(fetched.body)
@@ -261,16 +261,16 @@ class PullThroughCache:
                 writer.abort()
                 raise
             self.index.add_content(fetched.digest, blob.size, fetched.media_type, time.time())
-            self.evictor.make_room()
+            await self.evictor.make_room()
         self._confirmed(repository, client, fetched.digest, *_referenced(fetched.body))
         return fetched
 
-    def _stored_manifest(self, digest: Digest) -> ManifestResponse | None:
+    async def _stored_manifest(self, digest: Digest) -> ManifestResponse | None:
         entry = self.index.content(digest)
         if entry is None or entry.media_type not in MANIFEST_TYPES:
             return None
         try:
-            body = self.store.read(digest)
+            body = await self.store.read(digest)
         except FileNotFoundError:
             self.index.remove_content(digest)
             return None
@@ -300,7 +300,7 @@ class PullThroughCache:
         """The blob from storage, or a download (new or joined) that readers follow as it grows."""
         authorized = False
         while True:
-            stored = self._stored_blob(digest)
+            stored = await self._stored_blob(digest)
             if stored is not None:
                 if not authorized:
                     await self._authorize_blob(repository, digest, client)
@@ -325,7 +325,7 @@ class PullThroughCache:
 
     async def blob_size(self, repository: str, digest: Digest, client: Credentials | None) -> int:
         """The size for a HEAD: from storage or a running download, else an upstream HEAD."""
-        stored = self._stored_blob(digest)
+        stored = await self._stored_blob(digest)
         download = self._downloads.get(digest)
         if stored is not None or (download is not None and download.size is not None):
             await self._authorize_blob(repository, digest, client)
@@ -346,13 +346,13 @@ class PullThroughCache:
             repository, digest, client, lambda: self.upstream.head_blob(repository, digest, client)
         )
 
-    def _stored_blob(self, digest: Digest) -> StoredBlob | None:
-        stat = self.store.stat(digest)
+    async def _stored_blob(self, digest: Digest) -> StoredBlob | None:
+        stat = await self.store.stat(digest)
         if stat is None:
             return None
         if self.index.content(digest) is None:
             self.index.add_content(digest, stat.size, None, time.time())
-        return StoredBlob(digest, self.store.path(digest), stat.size)
+        return StoredBlob(digest, self.store.local_path(digest), stat.size)
 
     @contextmanager
     def reading(self, digest: Digest) -> Iterator[None]:
@@ -407,7 +407,7 @@ class PullThroughCache:
             self._confirmed(repository, client, digest)
             del self._downloads[digest]
             download.commit()
-            self.evictor.make_room()
+            await self.evictor.make_room()
         except BaseException as exc:
             writer.abort()
             self._downloads.pop(digest, None)
@@ -431,7 +431,7 @@ class PullThroughCache:
                 )
                 try:
                     if not download.started.done():
-                        self.evictor.make_room(response.size or 0)
+                        await self.evictor.make_room(response.size or 0)
                         download.start(response.size)
                     skip = writer.size - response.offset
                     async for chunk in response.chunks():

@@ -37,7 +37,7 @@ class Evictor:
     def over_budget(self, incoming: int = 0) -> int:
         return self._index.total_size + self._reserved() + incoming - self.budget
 
-    def make_room(self, incoming: int = 0) -> int:
+    async def make_room(self, incoming: int = 0) -> int:
         """Evict until `incoming` more bytes fit; returns how many bytes are still over budget."""
         excess = self.over_budget(incoming)
         if excess <= 0:
@@ -47,7 +47,7 @@ class Evictor:
                 break
             if self._in_use(entry.digest):
                 continue
-            self._store.delete(entry.digest)
+            await self._store.delete(entry.digest)
             self._index.remove_content(entry.digest)
             self.evicted += 1
             self.evicted_bytes += entry.size

@@ -45,7 +45,7 @@ async def running_cache(settings: Settings) -> AsyncIterator[PullThroughCache]:
             freshness=settings.freshness,
             confirm_ttl=settings.confirm_ttl,
         )
-        cache.recover()
+        await cache.recover()
         flusher = asyncio.create_task(_flush_access_times(index))
         try:
             yield cache

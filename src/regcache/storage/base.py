@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -60,20 +60,27 @@ class BlobWriter(Protocol):
 
 
 class BlobStore(Protocol):
-    def recover(self) -> None:
+    """Committed blobs by digest. Writers are local files first, so that readers can follow a
+    download as it grows whatever the backend; `commit` makes a verified blob visible."""
+
+    async def recover(self) -> None:
         """Drop every partial write left by an earlier process."""
 
-    def stat(self, digest: Digest) -> StoredBlob | None: ...
+    async def stat(self, digest: Digest) -> StoredBlob | None: ...
 
-    def path(self, digest: Digest) -> Path:
-        """A local file holding the blob's bytes, for zero-copy serving."""
+    def local_path(self, digest: Digest) -> Path | None:
+        """A local file holding the blob, for zero-copy serving; None if the backend has none."""
 
-    def read(self, digest: Digest) -> bytes: ...
+    async def read(self, digest: Digest) -> bytes:
+        """A whole (small) blob, such as a manifest; FileNotFoundError if it is not stored."""
+
+    def open_range(self, digest: Digest, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes [start, end) of a stored blob, for backends without a local file."""
 
     def new_writer(self) -> BlobWriter: ...
 
-    def delete(self, digest: Digest) -> None: ...
+    async def delete(self, digest: Digest) -> None: ...
 
-    def iterate(self) -> Iterator[StoredBlob]: ...
+    def iterate(self) -> AsyncIterator[StoredBlob]: ...
 
-    def writable(self) -> bool: ...
+    async def writable(self) -> bool: ...

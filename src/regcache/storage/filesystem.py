@@ -7,12 +7,14 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from regcache.errors import RegistryError
 from regcache.reference import Digest
 from regcache.storage.base import DigestMismatch, StoredBlob, StoreFailed, blob_key
+
+READ_CHUNK = 1024 * 1024
 
 
 class FileWriter:
@@ -91,7 +93,7 @@ class FilesystemStore:
         self._tmp = root / "tmp"
         self._blobs = root / "blobs"
 
-    def recover(self) -> None:
+    async def recover(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._tmp.mkdir(parents=True, exist_ok=True)
         self._blobs.mkdir(parents=True, exist_ok=True)
@@ -99,23 +101,36 @@ class FilesystemStore:
     def path(self, digest: Digest) -> Path:
         return self.root / blob_key(digest)
 
-    def stat(self, digest: Digest) -> StoredBlob | None:
+    def local_path(self, digest: Digest) -> Path:
+        return self.path(digest)
+
+    async def stat(self, digest: Digest) -> StoredBlob | None:
         try:
             st = self.path(digest).stat()
         except FileNotFoundError:
             return None
         return StoredBlob(digest, st.st_size, st.st_mtime)
 
-    def read(self, digest: Digest) -> bytes:
+    async def read(self, digest: Digest) -> bytes:
         return self.path(digest).read_bytes()
+
+    async def open_range(self, digest: Digest, start: int, end: int) -> AsyncIterator[bytes]:
+        with self.path(digest).open("rb") as file:
+            position = start
+            while position < end:
+                chunk = os.pread(file.fileno(), min(READ_CHUNK, end - position), position)
+                if not chunk:
+                    raise OSError(f"{digest} is shorter than {end} bytes")
+                position += len(chunk)
+                yield chunk
 
     def new_writer(self) -> FileWriter:
         return FileWriter(self._tmp / uuid.uuid4().hex, self)
 
-    def delete(self, digest: Digest) -> None:
+    async def delete(self, digest: Digest) -> None:
         self.path(digest).unlink(missing_ok=True)
 
-    def iterate(self) -> Iterator[StoredBlob]:
+    async def iterate(self) -> AsyncIterator[StoredBlob]:
         algorithm_dir = self._blobs / "sha256"
         if not algorithm_dir.is_dir():
             return
@@ -128,5 +143,5 @@ class FilesystemStore:
                     continue
                 yield StoredBlob(digest, st.st_size, st.st_mtime)
 
-    def writable(self) -> bool:
+    async def writable(self) -> bool:
         return os.access(self._tmp, os.W_OK)
