@@ -24,13 +24,14 @@ from regcache.mediatypes import BLOB_TYPE, parse_accept
 from regcache.paths import Endpoint, Route, parse_path, v1_error
 from regcache.ranges import ByteRange, parse_range
 from regcache.reference import Digest
+from regcache.routing import Router, Target
 from regcache.upstream import Credentials
 
 log = logging.getLogger(__name__)
 
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 READ_METHODS = ("GET", "HEAD")
-CACHE_KEY: web.AppKey[PullThroughCache] = web.AppKey("cache", PullThroughCache)
+ROUTER_KEY: web.AppKey[Router] = web.AppKey("router", Router)
 HTPASSWD_KEY: web.AppKey[Htpasswd | None] = web.AppKey("htpasswd")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -82,24 +83,34 @@ async def v2(request: web.Request) -> web.StreamResponse:
             "regcache is a read-only pull-through cache: push and delete are not supported",
             headers={"Allow": "GET, HEAD"},
         )
+    if route.endpoint is Endpoint.BASE:
+        return await base(request)
     handler = _HANDLERS.get(route.endpoint)
     if handler is None:
         raise Unsupported(f"the {route.endpoint} endpoint is not served by a cache", status=404)
-    return await handler(request, route)
+    target = request.app[ROUTER_KEY].resolve(
+        route.name, host=request.host, ns=request.query.get("ns")
+    )
+    response = await handler(request, route, target)
+    if target.namespace and not response.prepared:
+        response.headers["OCI-Namespace"] = target.namespace
+    return response
 
 
 async def v1(request: web.Request) -> web.StreamResponse:
     raise v1_error()
 
 
-async def base(request: web.Request, route: Route) -> web.StreamResponse:
+async def base(request: web.Request) -> web.StreamResponse:
     """200 when the client may pull; a Basic challenge when the upstream wants credentials.
 
     In passthrough mode a client without credentials is challenged whenever the upstream has
     auth at all, as the upstream itself would: docker and skopeo send the credentials they have
     only after such a challenge, and go on anonymously when they have none.
     """
-    cache = request.app[CACHE_KEY]
+    cache = request.app[ROUTER_KEY].base(request.host)
+    if cache is None:
+        return web.json_response({})
     client = client_credentials(request)
     try:
         await cache.upstream.ping(client)
@@ -117,10 +128,11 @@ async def base(request: web.Request, route: Route) -> web.StreamResponse:
     return web.json_response({})
 
 
-async def manifest(request: web.Request, route: Route) -> web.StreamResponse:
-    cache = request.app[CACHE_KEY]
+async def manifest(request: web.Request, route: Route, target: Target) -> web.StreamResponse:
     accepted = parse_accept(request.headers.getall("Accept", []))
-    found = await cache.manifest(route.name, route.reference, accepted, client_credentials(request))
+    found = await target.cache.manifest(
+        target.repository, route.reference, accepted, client_credentials(request)
+    )
     headers = {
         "Content-Type": found.media_type,
         "Docker-Content-Digest": str(found.digest),
@@ -133,33 +145,33 @@ async def manifest(request: web.Request, route: Route) -> web.StreamResponse:
     return response
 
 
-async def blob(request: web.Request, route: Route) -> web.StreamResponse:
-    cache = request.app[CACHE_KEY]
+async def blob(request: web.Request, route: Route, target: Target) -> web.StreamResponse:
+    cache = target.cache
     digest = Digest.parse(route.reference)
     client = client_credentials(request)
     if request.method == "HEAD":
-        size = await cache.blob_size(route.name, digest, client)
+        size = await cache.blob_size(target.repository, digest, client)
         response = web.StreamResponse(headers=_blob_headers(digest, size, "HEAD"))
         response.content_length = size
         return response
-    found = await cache.blob(route.name, digest, client)
+    found = await cache.blob(target.repository, digest, client)
     if isinstance(found, StreamingBlob):
         return await _send_streaming(request, found)
-    with cache.reading(digest):
+    with cache.content.reading(digest):
         if found.path is None:
             return await _send_from_store(request, cache, found)
         with open(found.path, "rb") as file:  # noqa: ASYNC230  (opening a local file: no wait)
             return await _send_stored(request, file, found)
 
 
-async def tags(request: web.Request, route: Route) -> web.StreamResponse:
-    cache = request.app[CACHE_KEY]
-    body, headers = await cache.tags(route.name, dict(request.query), client_credentials(request))
+async def tags(request: web.Request, route: Route, target: Target) -> web.StreamResponse:
+    query = {key: request.query[key] for key in ("n", "last") if key in request.query}
+    body, headers = await target.cache.tags(target.repository, query, client_credentials(request))
     return web.Response(body=body, headers=headers)
 
 
-_HANDLERS: dict[Endpoint, Callable[[web.Request, Route], Awaitable[web.StreamResponse]]] = {
-    Endpoint.BASE: base,
+RouteHandler = Callable[[web.Request, Route, Target], Awaitable[web.StreamResponse]]
+_HANDLERS: dict[Endpoint, RouteHandler] = {
     Endpoint.MANIFEST: manifest,
     Endpoint.BLOB: blob,
     Endpoint.TAGS: tags,
@@ -266,9 +278,9 @@ def _abort(request: web.Request) -> None:
         transport.abort()
 
 
-def create_app(cache: PullThroughCache, htpasswd: Htpasswd | None = None) -> web.Application:
+def create_app(router: Router, htpasswd: Htpasswd | None = None) -> web.Application:
     app = web.Application(middlewares=[registry_errors], handler_args={"max_field_size": 16384})
-    app[CACHE_KEY] = cache
+    app[ROUTER_KEY] = router
     app[HTPASSWD_KEY] = htpasswd
     app.router.add_route("*", "/v2", v2)
     app.router.add_route("*", "/v2/{path:.*}", v2)

@@ -69,30 +69,21 @@ class StreamingBlob:
     source: Source
 
 
-class PullThroughCache:
-    def __init__(
-        self,
-        store: BlobStore,
-        index: Index,
-        upstream: UpstreamClient,
-        *,
-        budget: int,
-        freshness: FreshnessPolicy | None = None,
-        confirm_ttl: float = 60.0,
-    ) -> None:
+class SharedContent:
+    """What every upstream's cache shares: content by digest, its downloads, and the budget.
+
+    A blob with the same digest from two registries is stored, and downloaded, once.
+    """
+
+    def __init__(self, store: BlobStore, index: Index, *, budget: int) -> None:
         self.store = store
         self.index = index
-        self.upstream = upstream
-        self.freshness = freshness or FreshnessPolicy()
-        self.access = AccessCache(confirm_ttl)
         self.counters: Counter[str] = Counter()
-        self._downloads: dict[Digest, Download] = {}
-        self._download_tasks: set[asyncio.Task[None]] = set()
-        self._pins: Counter[Digest] = Counter()
-        self._flights: SingleFlight[tuple[str, ...], Any] = SingleFlight()
+        self.downloads: dict[Digest, Download] = {}
+        self.download_tasks: set[asyncio.Task[None]] = set()
+        self.pins: Counter[Digest] = Counter()
+        self.flights: SingleFlight[tuple[str, ...], Any] = SingleFlight()
         self.evictor = Evictor(store, index, budget, self._in_use, self._reserved)
-
-    # -- lifecycle -------------------------------------------------------------------------
 
     async def recover(self) -> None:
         """Make index and files agree after any stop, clean or not, then fit the budget."""
@@ -104,15 +95,58 @@ class PullThroughCache:
         for key in on_disk.keys() - known:
             blob = on_disk[key]
             self.index.add_content(blob.digest, blob.size, None, blob.mtime)
-        for repository in self.index.open_repositories(self.upstream.name):
-            self.access.mark_open(repository)
         await self.evictor.make_room()
 
     async def close(self) -> None:
-        for task in list(self._download_tasks):
+        for task in list(self.download_tasks):
             task.cancel()
-        await asyncio.gather(*self._download_tasks, return_exceptions=True)
+        await asyncio.gather(*self.download_tasks, return_exceptions=True)
         self.index.close()
+
+    @contextmanager
+    def reading(self, digest: Digest) -> Iterator[None]:
+        """Keep `digest` from eviction while a client reads it."""
+        self.pins[digest] += 1
+        try:
+            yield
+        finally:
+            self.pins[digest] -= 1
+            if self.pins[digest] <= 0:
+                del self.pins[digest]
+
+    def _in_use(self, digest: Digest) -> bool:
+        return digest in self.pins or digest in self.downloads
+
+    def _reserved(self) -> int:
+        return sum(max(d.size or 0, d.written) for d in self.downloads.values())
+
+
+class PullThroughCache:
+    """The pull-through logic for one upstream, over the shared content."""
+
+    def __init__(
+        self,
+        content: SharedContent,
+        upstream: UpstreamClient,
+        *,
+        freshness: FreshnessPolicy | None = None,
+        confirm_ttl: float = 60.0,
+    ) -> None:
+        self.content = content
+        self.store = content.store
+        self.index = content.index
+        self.counters = content.counters
+        self.evictor = content.evictor
+        self.upstream = upstream
+        self.freshness = freshness or FreshnessPolicy()
+        self.access = AccessCache(confirm_ttl)
+        self._downloads = content.downloads
+        self._download_tasks = content.download_tasks
+        self._flights = content.flights
+
+    def start(self) -> None:
+        for repository in self.index.open_repositories(self.upstream.name):
+            self.access.mark_open(repository)
 
     @property
     def downloads(self) -> dict[Digest, Download]:
@@ -353,23 +387,6 @@ class PullThroughCache:
         if self.index.content(digest) is None:
             self.index.add_content(digest, stat.size, None, time.time())
         return StoredBlob(digest, self.store.local_path(digest), stat.size)
-
-    @contextmanager
-    def reading(self, digest: Digest) -> Iterator[None]:
-        """Keep `digest` from eviction while a client reads it."""
-        self._pins[digest] += 1
-        try:
-            yield
-        finally:
-            self._pins[digest] -= 1
-            if self._pins[digest] <= 0:
-                del self._pins[digest]
-
-    def _in_use(self, digest: Digest) -> bool:
-        return digest in self._pins or digest in self._downloads
-
-    def _reserved(self) -> int:
-        return sum(max((d.size or 0) - d.written, 0) + d.written for d in self._downloads.values())
 
     def _start_download(
         self, repository: str, digest: Digest, client: Credentials | None

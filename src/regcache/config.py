@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from regcache.freshness import FreshnessPolicy, TagRule, parse_rules
+from regcache.registries import DOCKER_HUB, KNOWN_REGISTRIES, registry_host
 
 DOCKER_HUB_URL = "https://registry-1.docker.io"
 DEFAULT_CACHE_SIZE = 10 * 1000**3
@@ -50,7 +51,10 @@ class Secret:
 
 @dataclass(frozen=True)
 class UpstreamSettings:
+    name: str = DOCKER_HUB
     url: str = DOCKER_HUB_URL
+    hosts: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
     username: str | None = None
     password: Secret | None = None
     passthrough_auth: bool = True
@@ -58,14 +62,22 @@ class UpstreamSettings:
     tls_verify: bool = True
     ca_bundle: Path | None = None
     docker_config: Path | None = None
+    tag_ttl: float | None = None
+    tag_rules: tuple[TagRule, ...] | None = None
+
+    @property
+    def registry(self) -> str:
+        """The registry's name in image references (`docker.io`, `ghcr.io`, `host:port`)."""
+        return registry_host(self.url)
 
     @property
     def is_docker_hub(self) -> bool:
-        return urlsplit(self.url).hostname in (
-            "registry-1.docker.io",
-            "docker.io",
-            "index.docker.io",
-        )
+        return self.registry == DOCKER_HUB
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """What selects this upstream in a path prefix or a containerd `ns`."""
+        return tuple(dict.fromkeys((self.name, self.registry, *self.aliases)))
 
 
 @dataclass(frozen=True)
@@ -76,7 +88,9 @@ class Settings:
     cache_size: int = DEFAULT_CACHE_SIZE
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    upstreams: tuple[UpstreamSettings, ...] = (UpstreamSettings(),)
+    default_upstream: str | None = DOCKER_HUB
+    public_url: str | None = None
     tag_ttl: float = 0.0
     tag_rules: tuple[TagRule, ...] = ()
     htpasswd: Path | None = None
@@ -89,8 +103,17 @@ class Settings:
         return self.tls_cert is not None
 
     @property
-    def freshness(self) -> FreshnessPolicy:
-        return FreshnessPolicy(self.tag_ttl, self.tag_rules)
+    def upstream(self) -> UpstreamSettings:
+        """The default upstream, or else the first one."""
+        for upstream in self.upstreams:
+            if upstream.name == self.default_upstream:
+                return upstream
+        return self.upstreams[0]
+
+    def freshness(self, upstream: UpstreamSettings) -> FreshnessPolicy:
+        ttl = self.tag_ttl if upstream.tag_ttl is None else upstream.tag_ttl
+        rules = self.tag_rules if upstream.tag_rules is None else upstream.tag_rules
+        return FreshnessPolicy(ttl, rules)
 
 
 def default_cache_dir() -> Path:
@@ -136,6 +159,10 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def parse_url(text: str) -> str:
+    """An http(s) URL, or the name of a well-known registry (`ghcr.io`)."""
+    known = KNOWN_REGISTRIES.get(str(text).strip().lower())
+    if known is not None:
+        return known
     parts = urlsplit(str(text).strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {text!r}")
@@ -175,6 +202,76 @@ def _path(value: str) -> Path:
     return Path(str(value)).expanduser()
 
 
+def parse_names(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("must be a list of names")
+    return tuple(item.strip().lower() for item in value)
+
+
+def parse_name(value: str) -> str:
+    name = str(value).strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]*", name):
+        raise ValueError(f"not a valid upstream name: {value!r}")
+    return name
+
+
+# An upstream's own keys, in `[upstream]` and in each `[[upstreams]]` table.
+UPSTREAM_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "name": parse_name,
+    "url": parse_url,
+    "hosts": parse_names,
+    "aliases": parse_names,
+    "username": str,
+    "password": lambda v: Secret(str(v)),
+    "passthrough_auth": parse_bool,
+    "timeout": parse_seconds,
+    "tls_verify": parse_bool,
+    "ca_bundle": _path,
+    "docker_config": _path,
+    "tags.ttl": parse_seconds,
+    "tags.rules": parse_rules,
+}
+UPSTREAM_FIELDS = {"tags.ttl": "tag_ttl", "tags.rules": "tag_rules"}
+
+
+def build_upstream(values: Mapping[str, Any], origin: str) -> UpstreamSettings:
+    """One upstream from its parsed keys; ConfigError names what is wrong."""
+    fields = {UPSTREAM_FIELDS.get(key, key): value for key, value in values.items()}
+    if (fields.get("username") is None) != (fields.get("password") is None):
+        raise ConfigError(f"{origin}: username and password must be given together")
+    if "name" not in fields:
+        fields["name"] = registry_host(fields.get("url", DOCKER_HUB_URL))
+    if "url" not in fields and fields["name"] in KNOWN_REGISTRIES:
+        fields["url"] = KNOWN_REGISTRIES[fields["name"]]
+    return UpstreamSettings(**fields)
+
+
+def parse_upstreams(value: object) -> tuple[dict[str, Any], ...]:
+    """`[[upstreams]]` tables (or JSON in REGCACHE_UPSTREAMS), each key checked."""
+    if isinstance(value, str):
+        import json
+
+        value = json.loads(value)
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ValueError("upstreams must be a list of tables")
+    tables = []
+    for number, table in enumerate(value, start=1):
+        parsed: dict[str, Any] = {}
+        for key, raw in _flatten(table).items():
+            parser = UPSTREAM_PARSERS.get(key)
+            if parser is None:
+                raise ValueError(f"upstream #{number}: unknown key {key!r}")
+            try:
+                parsed[key] = parser(raw)
+            except (ValueError, TypeError) as exc:
+                shown = "***" if key == "password" else repr(raw)
+                raise ValueError(f"upstream #{number}: {key} = {shown}: {exc}") from None
+        tables.append(parsed)
+    return tuple(tables)
+
+
 # Setting key (as written in TOML, dotted for tables) -> parser.
 # Its variable is REGCACHE_ + the key upper-cased with dots as underscores.
 PARSERS: dict[str, Callable[[Any], Any]] = {
@@ -184,14 +281,10 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "tls.dir": _path,
     "tls.cert": _path,
     "tls.key": _path,
-    "upstream.url": parse_url,
-    "upstream.username": str,
-    "upstream.password": lambda v: Secret(str(v)),
-    "upstream.passthrough_auth": parse_bool,
-    "upstream.timeout": parse_seconds,
-    "upstream.tls_verify": parse_bool,
-    "upstream.ca_bundle": _path,
-    "upstream.docker_config": _path,
+    **{f"upstream.{key}": parser for key, parser in UPSTREAM_PARSERS.items()},
+    "upstreams": parse_upstreams,
+    "default_upstream": str,
+    "public_url": parse_url,
     "auth.htpasswd": _path,
     "auth.confirm_ttl": parse_seconds,
     "tags.ttl": parse_seconds,
@@ -200,7 +293,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "log.format": parse_choice("text", "json"),
 }
 ENV_ALIASES = {"REGCACHE_UPSTREAM": "upstream.url"}
-SECRET_KEYS = {"upstream.password"}
+SECRET_KEYS = {"upstream.password", "upstreams"}
 
 
 def env_name(key: str) -> str:
@@ -285,11 +378,7 @@ def load_settings(
 
 def _build(values: dict[str, Any]) -> Settings:
     errors: list[str] = []
-    upstream = UpstreamSettings(
-        **{k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("upstream.")}
-    )
-    if (upstream.username is None) != (upstream.password is None):
-        errors.append("upstream.username and upstream.password must be given together")
+    upstreams, default = _build_upstreams(values)
     tls_cert, tls_key = values.get("tls.cert"), values.get("tls.key")
     if "tls.dir" in values:
         if tls_cert or tls_key:
@@ -309,7 +398,9 @@ def _build(values: dict[str, Any]) -> Settings:
         cache_size=values.get("cache_size", DEFAULT_CACHE_SIZE),
         tls_cert=tls_cert,
         tls_key=tls_key,
-        upstream=upstream,
+        upstreams=upstreams,
+        default_upstream=default,
+        public_url=values.get("public_url"),
         tag_ttl=values.get("tags.ttl", 0.0),
         tag_rules=values.get("tags.rules", ()),
         htpasswd=values.get("auth.htpasswd"),
@@ -320,14 +411,45 @@ def _build(values: dict[str, Any]) -> Settings:
     )
 
 
+def _build_upstreams(
+    values: dict[str, Any],
+) -> tuple[tuple[UpstreamSettings, ...], str | None]:
+    """The `[upstream]` table (the flags' upstream) and the `[[upstreams]]` list, and the default.
+
+    The default answers plain `/v2/<repo>`: `default_upstream` if set ("" for none), else the
+    `[upstream]` one, else the Docker Hub upstream if there is one.
+    """
+    legacy = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("upstream.")}
+    listed = [
+        build_upstream(table, f"upstreams #{n}")
+        for n, table in enumerate(values.get("upstreams", ()), start=1)
+    ]
+    upstreams = list(listed)
+    if legacy or not listed:
+        upstreams.insert(0, build_upstream(legacy, "upstream"))
+    names = [upstream.name for upstream in upstreams]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"upstream names must be unique: {', '.join(duplicates)}")
+    if "default_upstream" in values:
+        default = values["default_upstream"] or None
+        if default is not None and default not in names:
+            raise ConfigError(f"default_upstream {default!r} is not a configured upstream")
+    elif legacy or not listed:
+        default = upstreams[0].name
+    else:
+        default = next((u.name for u in upstreams if u.is_docker_hub), None)
+    return tuple(upstreams), default
+
+
 def _check_paths(settings: Settings) -> None:
     errors: list[str] = []
     for label, path in (
         ("TLS certificate", settings.tls_cert),
         ("TLS key", settings.tls_key),
-        ("upstream CA bundle", settings.upstream.ca_bundle),
-        ("upstream docker config", settings.upstream.docker_config),
         ("htpasswd file", settings.htpasswd),
+        *((f"upstream {u.name} CA bundle", u.ca_bundle) for u in settings.upstreams),
+        *((f"upstream {u.name} docker config", u.docker_config) for u in settings.upstreams),
     ):
         if path is not None and not os.access(path, os.R_OK):
             errors.append(f"{label} {path}: missing or unreadable")

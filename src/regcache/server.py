@@ -16,10 +16,11 @@ from aiohttp import web
 from regcache.accesslog import AccessLogger
 from regcache.accesslog import log as access_log
 from regcache.api import create_app
-from regcache.cache import PullThroughCache
+from regcache.cache import PullThroughCache, SharedContent
 from regcache.clientauth import Htpasswd, read_htpasswd
 from regcache.config import Settings
 from regcache.index import Index
+from regcache.routing import Router
 from regcache.storage import FilesystemStore
 from regcache.upstream import UpstreamClient
 
@@ -30,28 +31,32 @@ SHUTDOWN_GRACE = 30.0
 
 
 @asynccontextmanager
-async def running_cache(settings: Settings) -> AsyncIterator[PullThroughCache]:
-    """A ready cache over the configured storage and upstream, closed on exit."""
+async def running_caches(settings: Settings) -> AsyncIterator[Router]:
+    """A cache per configured upstream over one shared store, routed; closed on exit."""
     store = FilesystemStore(settings.cache_dir)
     index = Index(settings.cache_dir / "index.sqlite3")
+    content = SharedContent(store, index, budget=settings.cache_size)
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=64, ttl_dns_cache=60)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
-        upstream = UpstreamClient("default", settings.upstream, session)
-        cache = PullThroughCache(
-            store,
-            index,
-            upstream,
-            budget=settings.cache_size,
-            freshness=settings.freshness,
-            confirm_ttl=settings.confirm_ttl,
-        )
-        await cache.recover()
+        caches = []
+        for upstream in settings.upstreams:
+            if not upstream.tls_verify:
+                log.warning("TLS verification of upstream %s is turned off", upstream.name)
+            cache = PullThroughCache(
+                content,
+                UpstreamClient(upstream.name, upstream, session),
+                freshness=settings.freshness(upstream),
+                confirm_ttl=settings.confirm_ttl,
+            )
+            cache.start()
+            caches.append(cache)
+        await content.recover()
         flusher = asyncio.create_task(_flush_access_times(index))
         try:
-            yield cache
+            yield Router(caches, settings.default_upstream)
         finally:
             flusher.cancel()
-            await cache.close()
+            await content.close()
 
 
 async def _flush_access_times(index: Index) -> None:
@@ -69,11 +74,9 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 async def serve(settings: Settings) -> None:
-    if not settings.upstream.tls_verify:
-        log.warning("TLS verification of upstream %s is turned off", settings.upstream.url)
-    async with running_cache(settings) as cache:
+    async with running_caches(settings) as router:
         htpasswd = Htpasswd(read_htpasswd(settings.htpasswd)) if settings.htpasswd else None
-        app = create_app(cache, htpasswd)
+        app = create_app(router, htpasswd)
         runner = web.AppRunner(
             app,
             access_log=access_log,
@@ -97,12 +100,10 @@ async def serve(settings: Settings) -> None:
         for address in runner.addresses:
             host, port = address[:2]
             print(f"regcache listening on {scheme}://{host}:{port}", file=sys.stderr, flush=True)
-        log.info(
-            "upstream %s, cache %s (%d bytes budget)",
-            settings.upstream.url,
-            settings.cache_dir,
-            settings.cache_size,
-        )
+        for upstream in settings.upstreams:
+            default = " (default)" if upstream.name == settings.default_upstream else ""
+            log.info("upstream %s: %s%s", upstream.name, upstream.url, default)
+        log.info("cache %s, budget %d bytes", settings.cache_dir, settings.cache_size)
         try:
             await stop.wait()
         finally:

@@ -190,13 +190,15 @@ def test_restart_keeps_the_cache_and_serves_it_with_the_upstream_gone(
     images: dict[str, PushedImage], upstream: Registry, start: StartRegcache, tmp_path: Path
 ) -> None:
     ref = "library/docker-img:latest"
-    first = start(upstream.url)
+    # Tags are kept per upstream name: both runs name theirs alike, as one configuration would.
+    named = {"REGCACHE_UPSTREAM_NAME": "origin"}
+    first = start(upstream.url, env=named)
     skopeo_pull(f"docker://{first.host}/{ref}", tmp_path / "first")
     assert first.stop() == 0
     (first.cache_dir / "tmp" / "leftover").write_bytes(b"partial")
 
     unreachable = "http://127.0.0.1:9"  # discard port: nothing listens, connections are refused
-    second = start(unreachable, cache_dir=first.cache_dir)
+    second = start(unreachable, cache_dir=first.cache_dir, env=named)
     skopeo_pull(f"docker://{second.host}/{ref}", tmp_path / "second")
     assert_same_pulls(tmp_path / "first", tmp_path / "second")
     assert not (first.cache_dir / "tmp" / "leftover").exists()
