@@ -31,7 +31,7 @@ def start(tmp_path: Path) -> Iterator[StartRegcache]:
     started: list[Regcache] = []
 
     def start_one(
-        upstream_url: str,
+        upstream_url: str | None,
         *,
         cache_dir: Path | None = None,
         args: tuple[str, ...] = (),

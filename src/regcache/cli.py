@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from regcache import __version__
-from regcache.config import ConfigError, load_settings
+from regcache.clientconfig import GENERATORS, cache_url, render, write
+from regcache.config import ConfigError, Settings, load_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +23,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = commands.add_parser("serve", help="run the cache (the default command)")
     add_serve_flags(serve)
+    client = commands.add_parser(
+        "client-config", help="print client configuration (hosts.toml, daemon.json, ...)"
+    )
+    client.add_argument("client", choices=sorted(GENERATORS), help="the client to configure")
+    client.add_argument("--cache-url", metavar="URL", help="how clients reach this cache")
+    client.add_argument(
+        "--output-dir", type=Path, metavar="DIR", help="write the files below DIR instead"
+    )
+    add_serve_flags(client)
     return parser
 
 
@@ -67,16 +77,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(args_list)
     if args.command == "serve":
         return run_serve(args)
+    if args.command == "client-config":
+        return run_client_config(args)
     build_parser().print_help()
     return 2
 
 
-def run_serve(args: argparse.Namespace) -> int:
+def settings_from(args: argparse.Namespace, *, check_paths: bool = True) -> Settings | None:
     flags: dict[str, Any] = {key: getattr(args, dest) for dest, key in SERVE_FLAGS.items()}
     try:
-        settings = load_settings(config_file=args.config, flags=flags)
+        return load_settings(config_file=args.config, flags=flags, check_paths=check_paths)
     except ConfigError as exc:
         print(f"regcache: configuration error:\n{exc}", file=sys.stderr)
+        return None
+
+
+def run_client_config(args: argparse.Namespace) -> int:
+    settings = settings_from(args, check_paths=False)
+    if settings is None:
+        return 2
+    files = GENERATORS[args.client](settings, cache_url(settings, args.cache_url))
+    if args.output_dir is None:
+        print(render(files), end="")
+    else:
+        for path in write(files, args.output_dir):
+            print(path)
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    if settings is None:
         return 2
     logging.basicConfig(
         level=settings.log_level.upper(),

@@ -49,7 +49,7 @@ class Regcache:
 
 
 def start_regcache(
-    upstream: str,
+    upstream: str | None,
     cache_dir: Path,
     *,
     args: tuple[str, ...] = (),
@@ -62,7 +62,7 @@ def start_regcache(
     command = [
         sys.executable, "-m", "regcache", "serve",
         "--listen", "127.0.0.1:0",
-        "--upstream", upstream,
+        *(["--upstream", upstream] if upstream else []),
         "--cache-dir", str(cache_dir),
         *args,
     ]  # fmt: skip
@@ -86,7 +86,7 @@ def start_regcache(
 
 
 @contextmanager
-def running_regcache(upstream: str, cache_dir: Path, **kwargs: object) -> Iterator[Regcache]:
+def running_regcache(upstream: str | None, cache_dir: Path, **kwargs: object) -> Iterator[Regcache]:
     server = start_regcache(upstream, cache_dir, **kwargs)  # type: ignore[arg-type]
     try:
         yield server
