@@ -21,6 +21,7 @@ from regcache.errors import (
     UpstreamUnavailable,
 )
 from regcache.mediatypes import BLOB_TYPE, parse_accept
+from regcache.metrics import Metrics
 from regcache.paths import Endpoint, Route, parse_path, v1_error
 from regcache.ranges import ByteRange, parse_range
 from regcache.reference import Digest
@@ -33,6 +34,9 @@ API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 READ_METHODS = ("GET", "HEAD")
 ROUTER_KEY: web.AppKey[Router] = web.AppKey("router", Router)
 HTPASSWD_KEY: web.AppKey[Htpasswd | None] = web.AppKey("htpasswd")
+METRICS_KEY: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+ROUTE_LABEL = "regcache.route"
+SERVED_FROM_CACHE = ("HIT", "STALE")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -63,6 +67,20 @@ async def registry_errors(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
+@web.middleware
+async def measured(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every answer by route and status, and the bytes sent by where they came from."""
+    response = await handler(request)
+    metrics = request.app[METRICS_KEY]
+    route = request.get(ROUTE_LABEL, "other")
+    metrics.requests.labels(route, request.method, str(response.status)).inc()
+    cache = response.headers.get("X-Cache")
+    if cache and request.method == "GET" and response.status in (200, 206):
+        source = "cache" if cache in SERVED_FROM_CACHE else "upstream"
+        metrics.client_bytes.labels(source).inc(response.content_length or 0)
+    return response
+
+
 def client_credentials(request: web.Request) -> Credentials | None:
     """The client's own credentials for the upstream (passthrough), when it may have any.
 
@@ -78,6 +96,7 @@ async def v2(request: web.Request) -> web.StreamResponse:
     if htpasswd is not None:
         await htpasswd.check(request.headers.get("Authorization"))
     route = parse_path(request.match_info.get("path", ""))
+    request[ROUTE_LABEL] = route.endpoint.value
     if request.method not in READ_METHODS:
         raise Unsupported(
             "regcache is a read-only pull-through cache: push and delete are not supported",
@@ -278,9 +297,14 @@ def _abort(request: web.Request) -> None:
         transport.abort()
 
 
-def create_app(router: Router, htpasswd: Htpasswd | None = None) -> web.Application:
-    app = web.Application(middlewares=[registry_errors], handler_args={"max_field_size": 16384})
+def create_app(
+    router: Router, metrics: Metrics, htpasswd: Htpasswd | None = None
+) -> web.Application:
+    app = web.Application(
+        middlewares=[measured, registry_errors], handler_args={"max_field_size": 16384}
+    )
     app[ROUTER_KEY] = router
+    app[METRICS_KEY] = metrics
     app[HTPASSWD_KEY] = htpasswd
     app.router.add_route("*", "/v2", v2)
     app.router.add_route("*", "/v2/{path:.*}", v2)

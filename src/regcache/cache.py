@@ -27,6 +27,7 @@ from regcache.eviction import Evictor
 from regcache.freshness import FreshnessPolicy
 from regcache.index import Index
 from regcache.mediatypes import MANIFEST_TYPES, acceptable, upstream_accept
+from regcache.metrics import Metrics
 from regcache.reference import Digest, is_digest
 from regcache.singleflight import SingleFlight
 from regcache.storage import BlobStore, DigestMismatch, StoreFailed
@@ -75,15 +76,23 @@ class SharedContent:
     A blob with the same digest from two registries is stored, and downloaded, once.
     """
 
-    def __init__(self, store: BlobStore, index: Index, *, budget: int) -> None:
+    def __init__(
+        self, store: BlobStore, index: Index, *, budget: int, metrics: Metrics | None = None
+    ) -> None:
         self.store = store
         self.index = index
-        self.counters: Counter[str] = Counter()
+        self.metrics = metrics or Metrics()
         self.downloads: dict[Digest, Download] = {}
         self.download_tasks: set[asyncio.Task[None]] = set()
         self.pins: Counter[Digest] = Counter()
         self.flights: SingleFlight[tuple[str, ...], Any] = SingleFlight()
-        self.evictor = Evictor(store, index, budget, self._in_use, self._reserved)
+        self.evictor = Evictor(store, index, budget, self.in_use, self._reserved, self.metrics)
+        self.metrics.watch(
+            size=lambda: index.total_size,
+            budget=lambda: self.evictor.budget,
+            in_flight=lambda: len(self.downloads),
+            waiters=lambda: sum(d.readers for d in self.downloads.values()),
+        )
 
     async def recover(self) -> None:
         """Make index and files agree after any stop, clean or not, then fit the budget."""
@@ -114,7 +123,7 @@ class SharedContent:
             if self.pins[digest] <= 0:
                 del self.pins[digest]
 
-    def _in_use(self, digest: Digest) -> bool:
+    def in_use(self, digest: Digest) -> bool:
         return digest in self.pins or digest in self.downloads
 
     def _reserved(self) -> int:
@@ -135,7 +144,7 @@ class PullThroughCache:
         self.content = content
         self.store = content.store
         self.index = content.index
-        self.counters = content.counters
+        self.metrics = content.metrics
         self.evictor = content.evictor
         self.upstream = upstream
         self.freshness = freshness or FreshnessPolicy()
@@ -216,6 +225,7 @@ class PullThroughCache:
         self, repository: str, tag: str, accepted: set[str], client: Credentials | None
     ) -> Manifest:
         accept = upstream_accept(accepted)
+        self.index.record_pull(self.upstream.name, repository, tag, time.time())
         cached = self.index.tag(self.upstream.name, repository, tag)
         identity, _ = self._identity(client)
         if (
@@ -323,7 +333,9 @@ class PullThroughCache:
                 f"the manifest is {manifest.media_type}, which the client's Accept does not allow",
                 detail={"mediaType": manifest.media_type},
             )
-        self.counters[f"manifest_{source.lower()}"] += 1
+        self.metrics.responses.labels("manifest", source).inc()
+        if source is Source.STALE:
+            self.metrics.stale_served.labels(self.upstream.name).inc()
         return Manifest(manifest.body, manifest.media_type, manifest.digest, source, warning)
 
     # -- blobs -----------------------------------------------------------------------------
@@ -341,20 +353,20 @@ class PullThroughCache:
                     authorized = True
                     continue  # the check awaited: look again
                 self.index.touch(digest, time.time())
-                self.counters["blob_hit"] += 1
+                self.metrics.responses.labels("blob", Source.HIT).inc()
                 return stored
             download = self._downloads.get(digest)
             if download is None:
                 download = self._start_download(repository, digest, client)
                 await asyncio.shield(download.started)
-                self.counters["blob_miss"] += 1
+                self.metrics.responses.labels("blob", Source.MISS).inc()
                 return StreamingBlob(download, Source.MISS)
             if not authorized:
                 await self._authorize_blob(repository, digest, client)
                 authorized = True
                 continue
             await asyncio.shield(download.started)
-            self.counters["blob_coalesced"] += 1
+            self.metrics.responses.labels("blob", Source.COALESCED).inc()
             return StreamingBlob(download, Source.COALESCED)
 
     async def blob_size(self, repository: str, digest: Digest, client: Credentials | None) -> int:
@@ -391,7 +403,9 @@ class PullThroughCache:
     def _start_download(
         self, repository: str, digest: Digest, client: Credentials | None
     ) -> Download:
-        download = Download(digest, self.store.new_writer())
+        download = Download(
+            digest, self.store.new_writer(), upstream=self.upstream.name, repository=repository
+        )
         self._downloads[digest] = download
         task = asyncio.create_task(self._download_blob(repository, download, client))
         self._download_tasks.add(task)
@@ -416,7 +430,7 @@ class PullThroughCache:
             except StoreFailed as exc:
                 # The bytes were right: the clients get them, the cache keeps nothing.
                 log.error("blob %s was served but not kept: %s", digest, exc)
-                self.counters["store_failed"] += 1
+                self.metrics.store_failures.inc()
                 del self._downloads[digest]
                 download.commit()
                 return
@@ -430,7 +444,7 @@ class PullThroughCache:
             self._downloads.pop(digest, None)
             download.fail(exc)
             if isinstance(exc, RegistryError | OSError | DownloadFailed):
-                self.counters["download_failed"] += 1
+                self.metrics.download_failures.inc()
                 log.warning("download of %s failed: %s", digest, exc)
             else:
                 raise
@@ -440,6 +454,7 @@ class PullThroughCache:
     ) -> None:
         """Copy the upstream body into the writer, resuming with Range when the stream breaks."""
         writer = download.writer
+        received = self.metrics.upstream_bytes.labels(self.upstream.name)
         attempt = 0
         while True:
             try:
@@ -458,6 +473,7 @@ class PullThroughCache:
                                 continue
                             chunk, skip = chunk[skip:], 0
                         writer.write(chunk)
+                        received.inc(len(chunk))
                         download.received(chunk)
                         if download.spilled > SPILL_LIMIT:
                             await download.readers_caught_up()
@@ -468,7 +484,7 @@ class PullThroughCache:
                 attempt += 1
                 if not download.started.done() or attempt > RESUME_ATTEMPTS:
                     raise
-                self.counters["download_resumed"] += 1
+                self.metrics.download_resumes.inc()
                 log.info(
                     "resuming %s at byte %d (attempt %d)", download.digest, writer.size, attempt
                 )

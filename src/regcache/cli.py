@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 from regcache import __version__
 from regcache.clientconfig import GENERATORS, cache_url, render, write
 from regcache.config import ConfigError, Settings, load_settings
+from regcache.logsetup import configure_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,8 +48,12 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-dir", metavar="DIR", help="directory holding cert.pem and key.pem")
     parser.add_argument("--tls-cert", metavar="FILE", help="TLS certificate chain (PEM)")
     parser.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
+    parser.add_argument(
+        "--admin-listen", metavar="HOST:PORT", help='admin listener, default 127.0.0.1:5001 ("off")'
+    )
     parser.add_argument("--upstream-ca", metavar="FILE", help="CA bundle to verify the upstream")
     parser.add_argument("--htpasswd", metavar="FILE", help="require clients to log in (bcrypt)")
+    parser.add_argument("--log-format", choices=("text", "json"))
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
 
 
@@ -62,9 +66,11 @@ SERVE_FLAGS = {
     "tls_dir": "tls.dir",
     "tls_cert": "tls.cert",
     "tls_key": "tls.key",
+    "admin_listen": "admin.listen",
     "upstream_ca": "upstream.ca_bundle",
     "htpasswd": "auth.htpasswd",
     "log_level": "log.level",
+    "log_format": "log.format",
 }
 
 
@@ -109,11 +115,7 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if settings is None:
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings.log_level, settings.log_format)
     from regcache.clientauth import HtpasswdError
     from regcache.server import serve
 

@@ -35,9 +35,7 @@ def containerd(settings: Settings, url: str) -> list[ConfigFile]:
     files = []
     for upstream in settings.upstreams:
         text = (
-            f'server = "{upstream.url}"\n\n'
-            f'[host."{url}"]\n'
-            '  capabilities = ["pull", "resolve"]\n'
+            f'server = "{upstream.url}"\n\n[host."{url}"]\n  capabilities = ["pull", "resolve"]\n'
         )
         files.append(ConfigFile(f"/etc/containerd/certs.d/{upstream.registry}/hosts.toml", text))
     return files

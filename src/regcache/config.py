@@ -95,6 +95,10 @@ class Settings:
     tag_rules: tuple[TagRule, ...] = ()
     htpasswd: Path | None = None
     confirm_ttl: float = 60.0
+    admin_host: str | None = "127.0.0.1"
+    admin_port: int = 5001
+    admin_token: Secret | None = None
+    admin_public: bool = False
     log_level: str = "info"
     log_format: str = "text"
 
@@ -156,6 +160,13 @@ def parse_listen(text: str) -> tuple[str, int]:
         raise ValueError(f"not HOST:PORT: {text!r}")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
+
+
+def parse_optional_listen(text: str) -> tuple[str | None, int]:
+    """HOST:PORT, or "off" for no listener."""
+    if str(text).strip().lower() in ("", "off", "none"):
+        return None, 0
+    return parse_listen(text)
 
 
 def parse_url(text: str) -> str:
@@ -287,13 +298,16 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "public_url": parse_url,
     "auth.htpasswd": _path,
     "auth.confirm_ttl": parse_seconds,
+    "admin.listen": parse_optional_listen,
+    "admin.token": lambda v: Secret(str(v)),
+    "admin.public": parse_bool,
     "tags.ttl": parse_seconds,
     "tags.rules": parse_rules,
     "log.level": parse_choice("debug", "info", "warning", "error"),
     "log.format": parse_choice("text", "json"),
 }
 ENV_ALIASES = {"REGCACHE_UPSTREAM": "upstream.url"}
-SECRET_KEYS = {"upstream.password", "upstreams"}
+SECRET_KEYS = {"upstream.password", "upstreams", "admin.token"}
 
 
 def env_name(key: str) -> str:
@@ -389,6 +403,7 @@ def _build(values: dict[str, Any]) -> Settings:
     if errors:
         raise ConfigError("\n".join(errors))
     host, port = values.get("listen", ("0.0.0.0", 5000))
+    admin_host, admin_port = values.get("admin.listen", ("127.0.0.1", 5001))
     extra: dict[str, Any] = {}
     if "cache_dir" in values:
         extra["cache_dir"] = values["cache_dir"]
@@ -405,6 +420,10 @@ def _build(values: dict[str, Any]) -> Settings:
         tag_rules=values.get("tags.rules", ()),
         htpasswd=values.get("auth.htpasswd"),
         confirm_ttl=values.get("auth.confirm_ttl", 60.0),
+        admin_host=admin_host,
+        admin_port=admin_port,
+        admin_token=values.get("admin.token"),
+        admin_public=values.get("admin.public", False),
         log_level=values.get("log.level", "info"),
         log_format=values.get("log.format", "text"),
         **extra,

@@ -27,9 +27,13 @@ class Download:
     slowest one, and nothing of it is kept.
     """
 
-    def __init__(self, digest: Digest, writer: BlobWriter) -> None:
+    def __init__(
+        self, digest: Digest, writer: BlobWriter, *, upstream: str = "", repository: str = ""
+    ) -> None:
         self.digest = digest
         self.writer = writer
+        self.upstream = upstream
+        self.repository = repository
         self.size: int | None = None
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.committed = False
@@ -120,6 +124,13 @@ class Download:
             self.started.set_exception(error)
             self.started.exception()  # retrieved: readers that never came must not warn
         self.progressed()
+
+    async def finished(self) -> None:
+        """Wait until the blob is kept (or served and given up); DownloadFailed if it failed."""
+        while not self.done:
+            await self._changed.wait()
+        if self.error is not None:
+            raise DownloadFailed(str(self.error)) from self.error
 
     async def wait_readable(self, offset: int) -> int:
         """Wait until more than `offset` bytes are readable; returns how many are."""

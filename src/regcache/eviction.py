@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 
 from regcache.index import Index
+from regcache.metrics import Metrics
 from regcache.reference import Digest
 from regcache.storage import BlobStore
 
@@ -25,14 +26,14 @@ class Evictor:
         budget: int,
         in_use: Callable[[Digest], bool],
         reserved: Callable[[], int],
+        metrics: Metrics,
     ) -> None:
         self.budget = budget
         self._store = store
         self._index = index
         self._in_use = in_use
         self._reserved = reserved
-        self.evicted = 0
-        self.evicted_bytes = 0
+        self._metrics = metrics
 
     def over_budget(self, incoming: int = 0) -> int:
         return self._index.total_size + self._reserved() + incoming - self.budget
@@ -49,8 +50,8 @@ class Evictor:
                 continue
             await self._store.delete(entry.digest)
             self._index.remove_content(entry.digest)
-            self.evicted += 1
-            self.evicted_bytes += entry.size
+            self._metrics.evictions.inc()
+            self._metrics.evicted_bytes.inc(entry.size)
             excess -= entry.size
             log.debug("evicted %s (%d bytes)", entry.digest, entry.size)
         return max(excess, 0)

@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS tags (
     tag TEXT NOT NULL,
     digest TEXT NOT NULL,
     fetched_at REAL NOT NULL,
+    pulls INTEGER NOT NULL DEFAULT 0,
+    last_pulled REAL,
     PRIMARY KEY (upstream, repository, tag)
 );
 CREATE TABLE IF NOT EXISTS open_repositories (
@@ -58,6 +60,17 @@ class TagEntry:
     fetched_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class TagRow:
+    upstream: str
+    repository: str
+    tag: str
+    digest: Digest
+    fetched_at: float
+    pulls: int
+    last_pulled: float | None
+
+
 class Index:
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -65,6 +78,7 @@ class Index:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._pending_access: dict[str, float] = {}
+        self._pending_pulls: dict[tuple[str, str, str], tuple[int, float]] = {}
         row = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM content").fetchone()
         self._total = int(row[0])
 
@@ -114,14 +128,56 @@ class Index:
         self._pending_access[str(digest)] = now
 
     def flush_access(self) -> None:
-        if not self._pending_access:
+        if not self._pending_access and not self._pending_pulls:
             return
         pending, self._pending_access = self._pending_access, {}
+        pulls, self._pending_pulls = self._pending_pulls, {}
         with self._transaction():
             self._db.executemany(
                 "UPDATE content SET last_access = ? WHERE digest = ?",
                 [(when, key) for key, when in pending.items()],
             )
+            self._db.executemany(
+                "UPDATE tags SET pulls = pulls + ?, last_pulled = ?"
+                " WHERE upstream = ? AND repository = ? AND tag = ?",
+                [(count, when, *key) for key, (count, when) in pulls.items()],
+            )
+
+    def record_pull(self, upstream: str, repository: str, tag: str, now: float) -> None:
+        key = (upstream, repository, tag)
+        count, _ = self._pending_pulls.get(key, (0, now))
+        self._pending_pulls[key] = (count + 1, now)
+
+    def tag_rows(self) -> list[TagRow]:
+        self.flush_access()
+        rows = self._db.execute(
+            "SELECT upstream, repository, tag, digest, fetched_at, pulls, last_pulled FROM tags"
+            " ORDER BY upstream, repository, tag"
+        ).fetchall()
+        return [TagRow(u, r, t, Digest.parse(d), f, p, lp) for u, r, t, d, f, p, lp in rows]
+
+    def remove_tags(self, upstream: str | None, repository: str, tag: str | None) -> int:
+        clauses, args = ["repository = ?"], [repository]
+        if upstream is not None:
+            clauses.append("upstream = ?")
+            args.append(upstream)
+        if tag is not None:
+            clauses.append("tag = ?")
+            args.append(tag)
+        cursor = self._db.execute(f"DELETE FROM tags WHERE {' AND '.join(clauses)}", args)
+        return cursor.rowcount
+
+    def remove_tags_to(self, digests: set[str]) -> int:
+        """Forget tags whose manifest is gone."""
+        removed = 0
+        for digest in digests:
+            removed += self._db.execute("DELETE FROM tags WHERE digest = ?", (digest,)).rowcount
+        return removed
+
+    def entries(self) -> list[ContentEntry]:
+        self.flush_access()
+        rows = self._db.execute("SELECT digest, size, media_type, last_access FROM content")
+        return [ContentEntry(Digest.parse(d), s, m, a) for d, s, m, a in rows.fetchall()]
 
     def least_recently_used(self) -> Iterator[ContentEntry]:
         self.flush_access()

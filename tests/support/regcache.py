@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 READY = re.compile(r"regcache listening on (https?)://([\d.]+):(\d+)")
+ADMIN_READY = re.compile(r"regcache admin listening on (http://[\d.]+:\d+)")
 START_TIMEOUT = 30.0
 
 
@@ -23,7 +24,12 @@ class Regcache:
     log_path: Path
     process: subprocess.Popen[bytes]
     url: str = ""
+    admin_url: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def admin_token(self) -> str:
+        return (self.cache_dir / "admin.token").read_text().strip()
 
     @property
     def host(self) -> str:
@@ -62,6 +68,7 @@ def start_regcache(
     command = [
         sys.executable, "-m", "regcache", "serve",
         "--listen", "127.0.0.1:0",
+        "--admin-listen", "127.0.0.1:0",
         *(["--upstream", upstream] if upstream else []),
         "--cache-dir", str(cache_dir),
         *args,
@@ -74,9 +81,11 @@ def start_regcache(
     server = Regcache(cache_dir, log_path, process)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        match = READY.search(server.log())
-        if match:
+        log = server.log()
+        match, admin = READY.search(log), ADMIN_READY.search(log)
+        if match and admin:
             server.url = f"{match[1]}://{match[2]}:{match[3]}"
+            server.admin_url = admin[1]
             return server
         if process.poll() is not None:
             break

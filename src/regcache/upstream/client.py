@@ -33,6 +33,7 @@ from regcache.errors import (
     from_upstream,
 )
 from regcache.mediatypes import sniff_media_type
+from regcache.metrics import Metrics
 from regcache.reference import Digest
 from regcache.upstream.challenge import Challenge, parse_challenge
 from regcache.upstream.credentials import Credentials
@@ -113,9 +114,15 @@ def ssl_context(settings: UpstreamSettings) -> ssl.SSLContext | bool:
 
 class UpstreamClient:
     def __init__(
-        self, name: str, settings: UpstreamSettings, session: aiohttp.ClientSession
+        self,
+        name: str,
+        settings: UpstreamSettings,
+        session: aiohttp.ClientSession,
+        metrics: Metrics | None = None,
     ) -> None:
         self.name = name
+        self.metrics = metrics or Metrics()
+        self.last_error: str | None = None
         self.settings = settings
         self.base_url = settings.url
         self._session = session
@@ -130,8 +137,9 @@ class UpstreamClient:
         self._challenge: Challenge | None = None
         self._ping_ok_until = 0.0
         self._limited_until = 0.0
-        self.rate_limited = 0
-        self.tokens = TokenCache(session, self._timeout)
+        self.tokens = TokenCache(
+            session, self._timeout, self.metrics.token_fetches.labels(name).inc
+        )
 
     def credentials_for(self, client: Credentials | None) -> Credentials | None:
         """Who regcache is upstream: the client in passthrough mode, else the configured account."""
@@ -176,6 +184,7 @@ class UpstreamClient:
         ) as resp:
             await self._raise_for(resp)
             body = await self._read_limited(resp, MAX_MANIFEST_SIZE)
+            self.metrics.upstream_bytes.labels(self.name).inc(len(body))
             digest = Digest(hashlib.sha256(body).hexdigest())
             header = resp.headers.get("Docker-Content-Digest")
             if header and _parse_digest(header) != digest:
@@ -286,8 +295,9 @@ class UpstreamClient:
         headers: Mapping[str, str],
         params: Mapping[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
+        began = time.monotonic()
         try:
-            return await self._session.request(
+            response = await self._session.request(
                 method,
                 url,
                 headers=dict(headers),
@@ -298,9 +308,13 @@ class UpstreamClient:
                 auto_decompress=False,
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamUnavailable(
-                f"upstream {self.name} unreachable: {_describe(exc)}"
-            ) from None
+            self.last_error = f"unreachable: {_describe(exc)}"
+            self.metrics.upstream_requests.labels(self.name, "error").inc()
+            raise UpstreamUnavailable(f"upstream {self.name} {self.last_error}") from None
+        self.metrics.upstream_latency.labels(self.name).observe(time.monotonic() - began)
+        self.metrics.upstream_requests.labels(self.name, f"{response.status // 100}xx").inc()
+        self.last_error = f"answered {response.status}" if response.status >= 500 else None
+        return response
 
     async def _follow(self, resp: aiohttp.ClientResponse, method: str) -> aiohttp.ClientResponse:
         """Follow blob redirects (CDNs, signed URLs) here; credentials never go to another host."""
@@ -330,7 +344,7 @@ class UpstreamClient:
             wait = retry_after_seconds(resp.headers.get("Retry-After"))
             self._limited_until = time.monotonic() + wait
             log.warning("upstream %s rate limit reached: not asking it for %d s", self.name, wait)
-            self.rate_limited += 1
+            self.metrics.rate_limited.labels(self.name).inc()
             self._check_rate_limit()
         if resp.status >= 500:
             raise UpstreamBadResponse(f"upstream {self.name} answered {resp.status}", status=502)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -25,12 +26,17 @@ class _Token:
 
 
 class TokenCache:
-    def __init__(self, session: aiohttp.ClientSession, timeout: aiohttp.ClientTimeout) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        timeout: aiohttp.ClientTimeout,
+        on_fetch: Callable[[], None],
+    ) -> None:
         self._session = session
         self._timeout = timeout
+        self._on_fetch = on_fetch
         self._tokens: dict[tuple[str, str, str, str], _Token] = {}
         self._flights: SingleFlight[tuple[str, str, str, str], _Token] = SingleFlight()
-        self.fetches = 0
 
     async def token(self, challenge: Challenge, scope: str, credentials: Credentials | None) -> str:
         realm = challenge.realm
@@ -58,7 +64,7 @@ class TokenCache:
     ) -> _Token:
         params = {k: v for k, v in (("service", service), ("scope", scope)) if v}
         headers = {"Authorization": credentials.basic_header()} if credentials else {}
-        self.fetches += 1
+        self._on_fetch()
         try:
             async with self._session.get(
                 realm, params=params, headers=headers, timeout=self._timeout
