@@ -37,6 +37,7 @@ HTPASSWD_KEY: web.AppKey[Htpasswd | None] = web.AppKey("htpasswd")
 METRICS_KEY: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 ROUTE_LABEL = "regcache.route"
 SERVED_FROM_CACHE = ("HIT", "STALE")
+CACHE_RESULTS = ("HIT", "MISS", "COALESCED", "STALE")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -75,9 +76,11 @@ async def measured(request: web.Request, handler: Handler) -> web.StreamResponse
     route = request.get(ROUTE_LABEL, "other")
     metrics.requests.labels(route, request.method, str(response.status)).inc()
     cache = response.headers.get("X-Cache")
-    if cache and request.method == "GET" and response.status in (200, 206):
-        source = "cache" if cache in SERVED_FROM_CACHE else "upstream"
-        metrics.client_bytes.labels(source).inc(response.content_length or 0)
+    if cache in CACHE_RESULTS and response.status in (200, 206):
+        metrics.responses.labels(route, cache).inc()
+        if request.method == "GET":
+            source = "cache" if cache in SERVED_FROM_CACHE else "upstream"
+            metrics.client_bytes.labels(source).inc(response.content_length or 0)
     return response
 
 

@@ -333,7 +333,6 @@ class PullThroughCache:
                 f"the manifest is {manifest.media_type}, which the client's Accept does not allow",
                 detail={"mediaType": manifest.media_type},
             )
-        self.metrics.responses.labels("manifest", source).inc()
         if source is Source.STALE:
             self.metrics.stale_served.labels(self.upstream.name).inc()
         return Manifest(manifest.body, manifest.media_type, manifest.digest, source, warning)
@@ -353,20 +352,17 @@ class PullThroughCache:
                     authorized = True
                     continue  # the check awaited: look again
                 self.index.touch(digest, time.time())
-                self.metrics.responses.labels("blob", Source.HIT).inc()
                 return stored
             download = self._downloads.get(digest)
             if download is None:
                 download = self._start_download(repository, digest, client)
                 await asyncio.shield(download.started)
-                self.metrics.responses.labels("blob", Source.MISS).inc()
                 return StreamingBlob(download, Source.MISS)
             if not authorized:
                 await self._authorize_blob(repository, digest, client)
                 authorized = True
                 continue
             await asyncio.shield(download.started)
-            self.metrics.responses.labels("blob", Source.COALESCED).inc()
             return StreamingBlob(download, Source.COALESCED)
 
     async def blob_size(self, repository: str, digest: Digest, client: Credentials | None) -> int:

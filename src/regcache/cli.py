@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from regcache import __version__
+from regcache.adminclient import AdminClient, AdminError
 from regcache.clientconfig import GENERATORS, cache_url, render, write
+from regcache.commands import EXIT_USAGE, HANDLERS, add_commands, run
 from regcache.config import ConfigError, Settings, load_settings
 from regcache.logsetup import configure_logging
 
@@ -32,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-dir", type=Path, metavar="DIR", help="write the files below DIR instead"
     )
     add_serve_flags(client)
+    add_commands(commands, add_serve_flags)
     return parser
 
 
@@ -85,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_serve(args)
     if args.command == "client-config":
         return run_client_config(args)
+    if args.command in HANDLERS:
+        return run_admin_command(args)
     build_parser().print_help()
     return 2
 
@@ -109,6 +114,18 @@ def run_client_config(args: argparse.Namespace) -> int:
         for path in write(files, args.output_dir):
             print(path)
     return 0
+
+
+def run_admin_command(args: argparse.Namespace) -> int:
+    settings = settings_from(args, check_paths=False)
+    if settings is None:
+        return EXIT_USAGE
+    try:
+        client = AdminClient.for_settings(settings, args.admin_url, args.admin_token)
+    except AdminError as exc:
+        print(f"regcache: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return run(args, client)
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -205,6 +205,7 @@ class S3Writer:
             body = await asyncio.to_thread(_read_part, self._path, 0, self._size)
             await self._store.put(key, body)
             return
+        self._key = key
         self._upload_parts(key, final=True)
         done, _ = await asyncio.wait(self._parts, return_when=asyncio.FIRST_EXCEPTION)
         for part in done:
@@ -465,25 +466,23 @@ class S3Store:
         return self._client
 
     async def _ensure_bucket(self) -> None:
-        bucket = self.settings.bucket
+        bucket, region = self.settings.bucket, self.settings.region
         try:
             with _errors(f"checking bucket {bucket}"):
                 await self._s3.head_bucket(Bucket=bucket)
             return
         except FileNotFoundError:
             pass
-        try:
-            with _errors(f"creating bucket {bucket}"):
-                if self.settings.region == "us-east-1":
+        with _errors(f"creating bucket {bucket}"):
+            try:
+                if region == "us-east-1":
                     await self._s3.create_bucket(Bucket=bucket)
                 else:
-                    await self._s3.create_bucket(
-                        Bucket=bucket,
-                        CreateBucketConfiguration={"LocationConstraint": self.settings.region},  # type: ignore[typeddict-item]
-                    )
-        except StoreFailed as exc:
-            if "BucketAlreadyOwnedByYou" not in str(exc):
-                raise
+                    location: Any = {"LocationConstraint": region}
+                    await self._s3.create_bucket(Bucket=bucket, CreateBucketConfiguration=location)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+                    raise
 
     def _digest_of(self, key: str) -> Digest | None:
         try:
