@@ -18,7 +18,7 @@ class Metrics:
             ["route", "method", "status"], registry=r,
         )  # fmt: skip
         self.responses = Counter(
-            "regcache_responses", "Client requests answered with content, by route and cache result.",
+            "regcache_responses", "Answers with content, by route and cache result.",
             ["kind", "cache"], registry=r,
         )  # fmt: skip
         self.client_bytes = Counter(
