@@ -144,4 +144,11 @@ class FilesystemStore:
                 yield StoredBlob(digest, st.st_size, st.st_mtime)
 
     async def writable(self) -> bool:
-        return os.access(self._tmp, os.W_OK)
+        """Whether a file can really be made where downloads are written (root ignores modes)."""
+        probe = self._tmp / f".probe-{uuid.uuid4().hex}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError:
+            return False
+        return True

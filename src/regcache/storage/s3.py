@@ -165,6 +165,14 @@ class S3Writer:
         if cleanup is not None:
             self._store.in_background(cleanup)
 
+    async def drain(self) -> None:
+        """Wait until the full parts written so far are uploaded; StoreFailed if one was not."""
+        if self._parts:
+            await asyncio.wait(self._parts)
+        for part in self._parts:
+            if (failure := part.exception()) is not None:
+                raise StoreFailed(str(failure))
+
     def _upload_parts(self, key: str, *, final: bool) -> None:
         """Hand every full part on disk to an upload task; when `final`, the short last one too."""
         while not self._part_failed and (
