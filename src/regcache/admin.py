@@ -67,7 +67,7 @@ class Admin:
 
     async def stats(self) -> dict[str, Any]:
         index = self.content.index
-        entries = index.entries()
+        entries = await index.entries()
         manifests = sum(1 for e in entries if e.media_type)
         current = self.sample()
         images = await catalog.list_images(self.content)
@@ -138,7 +138,7 @@ class Admin:
     async def readyz(self, request: web.Request) -> web.Response:
         checks = {
             "storage": await self.content.store.writable(),
-            "index": self.content.index.is_open(),
+            "index": await self.content.index.is_open(),
         }
         status = 200 if all(checks.values()) else 503
         return web.json_response({"ready": status == 200, "checks": checks}, status=status)

@@ -98,19 +98,19 @@ class SharedContent:
         """Make index and files agree after any stop, clean or not, then fit the budget."""
         await self.store.recover()
         on_disk = {str(blob.digest): blob async for blob in self.store.iterate()}
-        known = self.index.digests()
+        known = await self.index.digests()
         for key in known - on_disk.keys():
-            self.index.remove_content(Digest.parse(key))
+            await self.index.remove_content(Digest.parse(key))
         for key in on_disk.keys() - known:
             blob = on_disk[key]
-            self.index.add_content(blob.digest, blob.size, None, blob.mtime)
+            await self.index.add_content(blob.digest, blob.size, None, blob.mtime)
         await self.evictor.make_room()
 
     async def close(self) -> None:
         for task in list(self.download_tasks):
             task.cancel()
         await asyncio.gather(*self.download_tasks, return_exceptions=True)
-        self.index.close()
+        await self.index.close()
 
     @contextmanager
     def reading(self, digest: Digest) -> Iterator[None]:
@@ -153,8 +153,8 @@ class PullThroughCache:
         self._download_tasks = content.download_tasks
         self._flights = content.flights
 
-    def start(self) -> None:
-        for repository in self.index.open_repositories(self.upstream.name):
+    async def start(self) -> None:
+        for repository in await self.index.open_repositories(self.upstream.name):
             self.access.mark_open(repository)
 
     @property
@@ -168,13 +168,15 @@ class PullThroughCache:
         default = self.upstream.credentials_for(None)
         return (used.identity if used else ""), used == default
 
-    def _confirmed(self, repository: str, client: Credentials | None, *digests: Digest) -> None:
+    async def _confirmed(
+        self, repository: str, client: Credentials | None, *digests: Digest
+    ) -> None:
         identity, is_default = self._identity(client)
         if is_default and not self.access.is_open(repository):
-            self.index.mark_open(self.upstream.name, repository)
+            await self.index.mark_open(self.upstream.name, repository)
         self.access.confirm(identity, repository, is_default=is_default)
         for digest in digests:
-            self.index.link(self.upstream.name, repository, digest)
+            await self.index.link(self.upstream.name, repository, digest)
 
     async def _authorize(
         self,
@@ -185,12 +187,12 @@ class PullThroughCache:
     ) -> None:
         """Serve cached content only to a client the upstream lets read it through `repository`."""
         identity, _ = self._identity(client)
-        if self.access.allowed(identity, repository) and self.index.linked(
+        if self.access.allowed(identity, repository) and await self.index.linked(
             self.upstream.name, repository, digest
         ):
             return
         await check()
-        self._confirmed(repository, client, digest)
+        await self._confirmed(repository, client, digest)
 
     # -- manifests -------------------------------------------------------------------------
 
@@ -226,7 +228,7 @@ class PullThroughCache:
     ) -> Manifest:
         accept = upstream_accept(accepted)
         self.index.record_pull(self.upstream.name, repository, tag, time.time())
-        cached = self.index.tag(self.upstream.name, repository, tag)
+        cached = await self.index.tag(self.upstream.name, repository, tag)
         identity, _ = self._identity(client)
         if (
             cached is not None
@@ -247,20 +249,22 @@ class PullThroughCache:
                 raise
             return self._answer(stale, accepted, Source.STALE, warning=_stale_warning(exc))
         if head.digest is not None:
-            self._confirmed(repository, client, head.digest)
+            await self._confirmed(repository, client, head.digest)
             stored = await self._stored_manifest(head.digest)
             if stored is not None:
-                self.index.set_tag(self.upstream.name, repository, tag, head.digest, time.time())
+                await self.index.set_tag(
+                    self.upstream.name, repository, tag, head.digest, time.time()
+                )
                 return self._answer(stored, accepted, Source.HIT)
         reference = str(head.digest) if head.digest is not None else tag
         fetched, source = await self._fetch_manifest(repository, reference, accept, client)
-        self.index.set_tag(self.upstream.name, repository, tag, fetched.digest, time.time())
+        await self.index.set_tag(self.upstream.name, repository, tag, fetched.digest, time.time())
         return self._answer(fetched, accepted, source)
 
     async def _stale_tag(
         self, repository: str, tag: str, identity: str, exc: RegistryError
     ) -> ManifestResponse | None:
-        cached = self.index.tag(self.upstream.name, repository, tag)
+        cached = await self.index.tag(self.upstream.name, repository, tag)
         if cached is None or not self.access.allowed(identity, repository):
             return None
         stored = await self._stored_manifest(cached.digest)
@@ -304,19 +308,19 @@ class PullThroughCache:
             except BaseException:
                 writer.abort()
                 raise
-            self.index.add_content(fetched.digest, blob.size, fetched.media_type, time.time())
+            await self.index.add_content(fetched.digest, blob.size, fetched.media_type, time.time())
             await self.evictor.make_room()
-        self._confirmed(repository, client, fetched.digest, *_referenced(fetched.body))
+        await self._confirmed(repository, client, fetched.digest, *_referenced(fetched.body))
         return fetched
 
     async def _stored_manifest(self, digest: Digest) -> ManifestResponse | None:
-        entry = self.index.content(digest)
+        entry = await self.index.content(digest)
         if entry is None or entry.media_type not in MANIFEST_TYPES:
             return None
         try:
             body = await self.store.read(digest)
         except FileNotFoundError:
-            self.index.remove_content(digest)
+            await self.index.remove_content(digest)
             return None
         self.index.touch(digest, time.time())
         return ManifestResponse(body, entry.media_type, digest)
@@ -376,7 +380,7 @@ class PullThroughCache:
             if download is not None and download.size is not None:
                 return download.size
         size = await self.upstream.head_blob(repository, digest, client)
-        self._confirmed(repository, client, digest)
+        await self._confirmed(repository, client, digest)
         if size is None:
             raise UpstreamBadResponse("the upstream did not tell the blob's size")
         return size
@@ -392,8 +396,8 @@ class PullThroughCache:
         stat = await self.store.stat(digest)
         if stat is None:
             return None
-        if self.index.content(digest) is None:
-            self.index.add_content(digest, stat.size, None, time.time())
+        if await self.index.content(digest) is None:
+            await self.index.add_content(digest, stat.size, None, time.time())
         return StoredBlob(digest, self.store.local_path(digest), stat.size)
 
     def _start_download(
@@ -430,8 +434,8 @@ class PullThroughCache:
                 del self._downloads[digest]
                 download.commit()
                 return
-            self.index.add_content(digest, stored.size, None, time.time())
-            self._confirmed(repository, client, digest)
+            await self.index.add_content(digest, stored.size, None, time.time())
+            await self._confirmed(repository, client, digest)
             del self._downloads[digest]
             download.commit()
             await self.evictor.make_room()
@@ -492,7 +496,7 @@ class PullThroughCache:
         self, repository: str, query: dict[str, str], client: Credentials | None
     ) -> tuple[bytes, dict[str, str]]:
         result = await self.upstream.tags_list(repository, query, client)
-        self._confirmed(repository, client)
+        await self._confirmed(repository, client)
         return result
 
 

@@ -85,7 +85,7 @@ async def image_size(content: SharedContent, digest: Digest) -> int:
 
 async def list_images(content: SharedContent) -> list[ImageRow]:
     rows = []
-    for tag in content.index.tag_rows():
+    for tag in await content.index.tag_rows():
         size = await image_size(content, tag.digest)
         rows.append(
             ImageRow(
@@ -105,7 +105,7 @@ async def list_images(content: SharedContent) -> list[ImageRow]:
 async def referenced(content: SharedContent) -> set[Digest]:
     """Every digest a stored manifest points to (configs, layers, platform manifests)."""
     found: set[Digest] = set()
-    for entry in content.index.entries():
+    for entry in await content.index.entries():
         if entry.media_type not in MANIFEST_TYPES:
             continue
         doc = await manifest_document(content, entry.digest)
@@ -122,7 +122,7 @@ async def _delete(content: SharedContent, entries: list[ContentEntry]) -> Remova
         if content.in_use(entry.digest):
             continue
         await content.store.delete(entry.digest)
-        content.index.remove_content(entry.digest)
+        await content.index.remove_content(entry.digest)
         removed += 1
         freed += entry.size
     return Removal(removed, freed)
@@ -133,7 +133,7 @@ async def collect_garbage(content: SharedContent) -> Removal:
     keep = await referenced(content)
     orphans = [
         entry
-        for entry in content.index.entries()
+        for entry in await content.index.entries()
         if entry.media_type not in MANIFEST_TYPES and entry.digest not in keep
     ]
     return await _delete(content, orphans)
@@ -143,8 +143,8 @@ async def remove(
     content: SharedContent, repository: str, tag: str | None, upstream: str | None
 ) -> Removal:
     """Forget a repository (or one tag of it), then what no remaining tag needs."""
-    tags = content.index.remove_tags(upstream, repository, tag)
-    still_tagged = {row.digest for row in content.index.tag_rows()}
+    tags = await content.index.remove_tags(upstream, repository, tag)
+    still_tagged = {row.digest for row in await content.index.tag_rows()}
     needed: set[Digest] = set(still_tagged)
     for digest in still_tagged:
         doc = await manifest_document(content, digest)
@@ -152,7 +152,7 @@ async def remove(
             needed.update(_digests(_descriptors(doc, "manifests")))
     manifests = [
         entry
-        for entry in content.index.entries()
+        for entry in await content.index.entries()
         if entry.media_type in MANIFEST_TYPES and entry.digest not in needed
     ]
     dropped = await _delete(content, manifests)
@@ -162,16 +162,18 @@ async def remove(
 
 async def purge(content: SharedContent, older_than: float) -> Removal:
     """Drop everything not used since `older_than` (a Unix time), and tags left without content."""
-    stale = [entry for entry in content.index.entries() if entry.last_access < older_than]
+    stale = [entry for entry in await content.index.entries() if entry.last_access < older_than]
     removal = await _delete(content, stale)
-    gone = {str(entry.digest) for entry in stale if content.index.content(entry.digest) is None}
-    content.index.remove_tags_to(gone)
+    gone = {
+        str(entry.digest) for entry in stale if await content.index.content(entry.digest) is None
+    }
+    await content.index.remove_tags_to(gone)
     return removal
 
 
 async def verify(content: SharedContent) -> AsyncIterator[dict[str, object]]:
     """Re-hash every stored blob; a corrupt one is removed. Yields one event per blob."""
-    entries = content.index.entries()
+    entries = await content.index.entries()
     yield {"event": "start", "total": len(entries), "bytes": sum(e.size for e in entries)}
     corrupt = []
     for entry in entries:

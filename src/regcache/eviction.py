@@ -35,21 +35,21 @@ class Evictor:
         self._reserved = reserved
         self._metrics = metrics
 
-    def over_budget(self, incoming: int = 0) -> int:
-        return self._index.total_size + self._reserved() + incoming - self.budget
+    async def over_budget(self, incoming: int = 0) -> int:
+        return await self._index.total() + self._reserved() + incoming - self.budget
 
     async def make_room(self, incoming: int = 0) -> int:
         """Evict until `incoming` more bytes fit; returns how many bytes are still over budget."""
-        excess = self.over_budget(incoming)
+        excess = await self.over_budget(incoming)
         if excess <= 0:
             return 0
-        for entry in self._index.least_recently_used():
+        for entry in await self._index.least_recently_used():
             if excess <= 0:
                 break
             if self._in_use(entry.digest):
                 continue
             await self._store.delete(entry.digest)
-            self._index.remove_content(entry.digest)
+            await self._index.remove_content(entry.digest)
             self._metrics.evictions.inc()
             self._metrics.evicted_bytes.inc(entry.size)
             excess -= entry.size

@@ -82,11 +82,11 @@ class Index:
         row = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM content").fetchone()
         self._total = int(row[0])
 
-    def close(self) -> None:
-        self.flush_access()
+    async def close(self) -> None:
+        await self.flush_access()
         self._db.close()
 
-    def is_open(self) -> bool:
+    async def is_open(self) -> bool:
         try:
             self._db.execute("SELECT 1").fetchone()
         except sqlite3.Error:
@@ -95,9 +95,16 @@ class Index:
 
     @property
     def total_size(self) -> int:
+        """Bytes stored, as last known here (for gauges)."""
         return self._total
 
-    def add_content(self, digest: Digest, size: int, media_type: str | None, now: float) -> None:
+    async def total(self) -> int:
+        """Bytes stored, as the budget counts them."""
+        return self._total
+
+    async def add_content(
+        self, digest: Digest, size: int, media_type: str | None, now: float
+    ) -> None:
         key = str(digest)
         old = self._db.execute("SELECT size FROM content WHERE digest = ?", (key,)).fetchone()
         self._db.execute(
@@ -107,7 +114,7 @@ class Index:
         )
         self._total += size - (old[0] if old else 0)
 
-    def content(self, digest: Digest) -> ContentEntry | None:
+    async def content(self, digest: Digest) -> ContentEntry | None:
         row = self._db.execute(
             "SELECT size, media_type, last_access FROM content WHERE digest = ?", (str(digest),)
         ).fetchone()
@@ -116,7 +123,7 @@ class Index:
         last_access = self._pending_access.get(str(digest), row[2])
         return ContentEntry(digest, row[0], row[1], last_access)
 
-    def remove_content(self, digest: Digest) -> None:
+    async def remove_content(self, digest: Digest) -> None:
         key = str(digest)
         self._pending_access.pop(key, None)
         row = self._db.execute("DELETE FROM content WHERE digest = ? RETURNING size", (key,))
@@ -127,7 +134,7 @@ class Index:
     def touch(self, digest: Digest, now: float) -> None:
         self._pending_access[str(digest)] = now
 
-    def flush_access(self) -> None:
+    async def flush_access(self) -> None:
         if not self._pending_access and not self._pending_pulls:
             return
         pending, self._pending_access = self._pending_access, {}
@@ -148,15 +155,15 @@ class Index:
         count, _ = self._pending_pulls.get(key, (0, now))
         self._pending_pulls[key] = (count + 1, now)
 
-    def tag_rows(self) -> list[TagRow]:
-        self.flush_access()
+    async def tag_rows(self) -> list[TagRow]:
+        await self.flush_access()
         rows = self._db.execute(
             "SELECT upstream, repository, tag, digest, fetched_at, pulls, last_pulled FROM tags"
             " ORDER BY upstream, repository, tag"
         ).fetchall()
         return [TagRow(u, r, t, Digest.parse(d), f, p, lp) for u, r, t, d, f, p, lp in rows]
 
-    def remove_tags(self, upstream: str | None, repository: str, tag: str | None) -> int:
+    async def remove_tags(self, upstream: str | None, repository: str, tag: str | None) -> int:
         clauses, args = ["repository = ?"], [repository]
         if upstream is not None:
             clauses.append("upstream = ?")
@@ -167,63 +174,64 @@ class Index:
         cursor = self._db.execute(f"DELETE FROM tags WHERE {' AND '.join(clauses)}", args)
         return cursor.rowcount
 
-    def remove_tags_to(self, digests: set[str]) -> int:
+    async def remove_tags_to(self, digests: set[str]) -> int:
         """Forget tags whose manifest is gone."""
         removed = 0
         for digest in digests:
             removed += self._db.execute("DELETE FROM tags WHERE digest = ?", (digest,)).rowcount
         return removed
 
-    def entries(self) -> list[ContentEntry]:
-        self.flush_access()
+    async def entries(self) -> list[ContentEntry]:
+        await self.flush_access()
         rows = self._db.execute("SELECT digest, size, media_type, last_access FROM content")
         return [ContentEntry(Digest.parse(d), s, m, a) for d, s, m, a in rows.fetchall()]
 
-    def least_recently_used(self) -> Iterator[ContentEntry]:
-        self.flush_access()
+    async def least_recently_used(self) -> list[ContentEntry]:
+        await self.flush_access()
         rows = self._db.execute(
             "SELECT digest, size, media_type, last_access FROM content ORDER BY last_access"
         ).fetchall()
-        for digest, size, media_type, last_access in rows:
-            yield ContentEntry(Digest.parse(digest), size, media_type, last_access)
+        return [ContentEntry(Digest.parse(d), s, m, a) for d, s, m, a in rows]
 
-    def digests(self) -> set[str]:
+    async def digests(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT digest FROM content")}
 
-    def set_tag(self, upstream: str, repository: str, tag: str, digest: Digest, now: float) -> None:
+    async def set_tag(
+        self, upstream: str, repository: str, tag: str, digest: Digest, now: float
+    ) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO tags (upstream, repository, tag, digest, fetched_at)"
             " VALUES (?, ?, ?, ?, ?)",
             (upstream, repository, tag, str(digest), now),
         )
 
-    def tag(self, upstream: str, repository: str, tag: str) -> TagEntry | None:
+    async def tag(self, upstream: str, repository: str, tag: str) -> TagEntry | None:
         row = self._db.execute(
             "SELECT digest, fetched_at FROM tags WHERE upstream = ? AND repository = ? AND tag = ?",
             (upstream, repository, tag),
         ).fetchone()
         return None if row is None else TagEntry(Digest.parse(row[0]), row[1])
 
-    def link(self, upstream: str, repository: str, digest: Digest) -> None:
+    async def link(self, upstream: str, repository: str, digest: Digest) -> None:
         self._db.execute(
             "INSERT OR IGNORE INTO links (upstream, repository, digest) VALUES (?, ?, ?)",
             (upstream, repository, str(digest)),
         )
 
-    def linked(self, upstream: str, repository: str, digest: Digest) -> bool:
+    async def linked(self, upstream: str, repository: str, digest: Digest) -> bool:
         row = self._db.execute(
             "SELECT 1 FROM links WHERE upstream = ? AND repository = ? AND digest = ?",
             (upstream, repository, str(digest)),
         ).fetchone()
         return row is not None
 
-    def open_repositories(self, upstream: str) -> set[str]:
+    async def open_repositories(self, upstream: str) -> set[str]:
         rows = self._db.execute(
             "SELECT repository FROM open_repositories WHERE upstream = ?", (upstream,)
         )
         return {row[0] for row in rows}
 
-    def mark_open(self, upstream: str, repository: str) -> None:
+    async def mark_open(self, upstream: str, repository: str) -> None:
         self._db.execute(
             "INSERT OR IGNORE INTO open_repositories (upstream, repository) VALUES (?, ?)",
             (upstream, repository),

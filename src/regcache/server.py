@@ -63,7 +63,7 @@ async def running_caches(settings: Settings) -> AsyncIterator[Running]:
                 freshness=settings.freshness(upstream),
                 confirm_ttl=settings.confirm_ttl,
             )
-            cache.start()
+            await cache.start()
             caches.append(cache)
         await content.recover()
         flusher = asyncio.create_task(_flush_access_times(index))
@@ -77,7 +77,7 @@ async def running_caches(settings: Settings) -> AsyncIterator[Running]:
 async def _flush_access_times(index: Index) -> None:
     while True:
         await asyncio.sleep(ACCESS_FLUSH_INTERVAL)
-        index.flush_access()
+        await index.flush_access()
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:

@@ -89,6 +89,12 @@ def _read_part(path: Path, offset: int, length: int) -> bytes:
     return data
 
 
+def _raise_failure(parts: list[asyncio.Task[CompletedPartTypeDef]]) -> None:
+    for part in parts:
+        if part.done() and not part.cancelled() and (failure := part.exception()) is not None:
+            raise StoreFailed(str(failure))
+
+
 class S3Writer:
     """A blob written to a local file and uploaded from it: to its final key as it grows when
     the expected digest is known, else all at once by `commit`."""
@@ -150,11 +156,8 @@ class S3Writer:
             raise StoreFailed(f"could not write the blob: {self._error.strerror}")
         try:
             await self._upload_rest(self._store.key(digest))
-        except StoreFailed:
-            await self._discard()
-            raise
         except BaseException:
-            self.abort()
+            self.abort()  # in the background: the store may be slow to answer, or down
             raise
         self._committed = True
         self._release()
@@ -169,9 +172,7 @@ class S3Writer:
         """Wait until the full parts written so far are uploaded; StoreFailed if one was not."""
         if self._parts:
             await asyncio.wait(self._parts)
-        for part in self._parts:
-            if (failure := part.exception()) is not None:
-                raise StoreFailed(str(failure))
+        _raise_failure(self._parts)
 
     def _upload_parts(self, key: str, *, final: bool) -> None:
         """Hand every full part on disk to an upload task; when `final`, the short last one too."""
@@ -215,10 +216,8 @@ class S3Writer:
             return
         self._key = key
         self._upload_parts(key, final=True)
-        done, _ = await asyncio.wait(self._parts, return_when=asyncio.FIRST_EXCEPTION)
-        for part in done:
-            if (failure := part.exception()) is not None:
-                raise StoreFailed(str(failure))
+        await asyncio.wait(self._parts, return_when=asyncio.FIRST_EXCEPTION)
+        _raise_failure(self._parts)
         assert self._upload is not None and self._handed_over == self._size
         parts = [part.result() for part in self._parts]
         await self._store.complete_upload(key, self._upload.result(), parts)
