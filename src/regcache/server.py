@@ -24,7 +24,7 @@ from regcache.api import create_app
 from regcache.cache import PullThroughCache, SharedContent
 from regcache.clientauth import Htpasswd, read_htpasswd
 from regcache.config import Settings
-from regcache.index import Index
+from regcache.index import Index, SqliteIndex
 from regcache.metrics import Metrics
 from regcache.routing import Router
 from regcache.storage import FilesystemStore
@@ -49,7 +49,7 @@ async def running_caches(settings: Settings) -> AsyncIterator[Running]:
     """A cache per configured upstream over one shared store, routed; closed on exit."""
     metrics = Metrics()
     store = FilesystemStore(settings.cache_dir)
-    index = Index(settings.cache_dir / "index.sqlite3")
+    index: Index = SqliteIndex(settings.cache_dir / "index.sqlite3")
     content = SharedContent(store, index, budget=settings.cache_size, metrics=metrics)
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=64, ttl_dns_cache=60)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
