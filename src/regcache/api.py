@@ -179,7 +179,7 @@ async def blob(request: web.Request, route: Route, target: Target) -> web.Stream
     found = await cache.blob(target.repository, digest, client)
     if isinstance(found, StreamingBlob):
         return await _send_streaming(request, found)
-    with cache.content.reading(digest):
+    async with cache.content.reading(digest):
         if found.path is None:
             return await _send_from_store(request, cache, found)
         with open(found.path, "rb") as file:  # noqa: ASYNC230  (opening a local file: no wait)

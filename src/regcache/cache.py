@@ -7,14 +7,15 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from regcache.access import AccessCache
+from regcache.cluster import Cluster, Lease
 from regcache.download import SPILL_LIMIT, Download, DownloadFailed
 from regcache.errors import (
     ManifestUnknown,
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 UPSTREAM_FAILURES = (UpstreamUnavailable, UpstreamBadResponse, TooManyRequests)
 RESUME_ATTEMPTS = 5
 RESUME_BACKOFF = 0.2
+PEER_WAIT = 600.0
 
 
 class Source(StrEnum):
@@ -77,10 +79,17 @@ class SharedContent:
     """
 
     def __init__(
-        self, store: BlobStore, index: Index, *, budget: int, metrics: Metrics | None = None
+        self,
+        store: BlobStore,
+        index: Index,
+        *,
+        budget: int,
+        metrics: Metrics | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self.store = store
         self.index = index
+        self.cluster = cluster
         self.metrics = metrics or Metrics()
         self.downloads: dict[Digest, Download] = {}
         self.download_tasks: set[asyncio.Task[None]] = set()
@@ -112,19 +121,26 @@ class SharedContent:
         await asyncio.gather(*self.download_tasks, return_exceptions=True)
         await self.index.close()
 
-    @contextmanager
-    def reading(self, digest: Digest) -> Iterator[None]:
-        """Keep `digest` from eviction while a client reads it."""
+    @asynccontextmanager
+    async def reading(self, digest: Digest) -> AsyncIterator[None]:
+        """Keep `digest` from eviction (by any node of a cluster) while a client reads it."""
         self.pins[digest] += 1
+        reader = await self.cluster.pin(digest) if self.cluster is not None else None
         try:
             yield
         finally:
             self.pins[digest] -= 1
             if self.pins[digest] <= 0:
                 del self.pins[digest]
+            if self.cluster is not None and reader is not None:
+                await self.cluster.unpin(digest, reader)
 
-    def in_use(self, digest: Digest) -> bool:
-        return digest in self.pins or digest in self.downloads
+    async def in_use(self, digest: Digest) -> bool:
+        if digest in self.pins or digest in self.downloads:
+            return True
+        if self.cluster is None:
+            return False
+        return await self.cluster.pinned(digest) or await self.cluster.locked(digest)
 
     def _reserved(self) -> int:
         return sum(max(d.size or 0, d.written) for d in self.downloads.values())
@@ -359,7 +375,19 @@ class PullThroughCache:
                 return stored
             download = self._downloads.get(digest)
             if download is None:
-                download = self._start_download(repository, digest, client)
+                lease = None
+                if self.content.cluster is not None:
+                    lease = await self.content.cluster.acquire(digest)
+                    if lease is None:  # another node is downloading it
+                        if not authorized:
+                            await self._authorize_blob(repository, digest, client)
+                            authorized = True
+                        await self._await_peer(digest)
+                        continue
+                    if digest in self._downloads or await self.store.stat(digest) is not None:
+                        await self.content.cluster.release(lease)
+                        continue  # it landed while we took the lock
+                download = self._start_download(repository, digest, client, lease)
                 await asyncio.shield(download.started)
                 return StreamingBlob(download, Source.MISS)
             if not authorized:
@@ -400,19 +428,49 @@ class PullThroughCache:
             await self.index.add_content(digest, stat.size, None, time.time())
         return StoredBlob(digest, self.store.local_path(digest), stat.size)
 
+    async def _await_peer(self, digest: Digest) -> None:
+        """Wait while another node downloads `digest`: until it is stored or the lock is gone."""
+        cluster = self.content.cluster
+        assert cluster is not None
+        deadline = time.monotonic() + max(self.upstream.settings.timeout * 20, PEER_WAIT)
+        while time.monotonic() < deadline:
+            if digest in self._downloads or await self.store.stat(digest) is not None:
+                return
+            if not await cluster.locked(digest):
+                return
+            await asyncio.sleep(cluster.poll)
+        raise UpstreamUnavailable("another node's download of this blob did not finish in time")
+
     def _start_download(
-        self, repository: str, digest: Digest, client: Credentials | None
+        self,
+        repository: str,
+        digest: Digest,
+        client: Credentials | None,
+        lease: Lease | None = None,
     ) -> Download:
         download = Download(
             digest, self.store.new_writer(), upstream=self.upstream.name, repository=repository
         )
         self._downloads[digest] = download
-        task = asyncio.create_task(self._download_blob(repository, download, client))
+        task = asyncio.create_task(self._download_blob(repository, download, client, lease))
         self._download_tasks.add(task)
         task.add_done_callback(self._download_tasks.discard)
         return download
 
     async def _download_blob(
+        self,
+        repository: str,
+        download: Download,
+        client: Credentials | None,
+        lease: Lease | None = None,
+    ) -> None:
+        try:
+            await self._download_blob_unlocked(repository, download, client)
+        finally:
+            if lease is not None and self.content.cluster is not None:
+                await self.content.cluster.release(lease)
+
+    async def _download_blob_unlocked(
         self, repository: str, download: Download, client: Credentials | None
     ) -> None:
         digest, writer = download.digest, download.writer

@@ -119,10 +119,11 @@ async def referenced(content: SharedContent) -> set[Digest]:
 async def _delete(content: SharedContent, entries: list[ContentEntry]) -> Removal:
     removed = freed = 0
     for entry in entries:
-        if content.in_use(entry.digest):
+        if await content.in_use(entry.digest):
             continue
+        if not await content.index.remove_content(entry.digest):
+            continue  # another node removed it first
         await content.store.delete(entry.digest)
-        await content.index.remove_content(entry.digest)
         removed += 1
         freed += entry.size
     return Removal(removed, freed)
@@ -177,7 +178,7 @@ async def verify(content: SharedContent) -> AsyncIterator[dict[str, object]]:
     yield {"event": "start", "total": len(entries), "bytes": sum(e.size for e in entries)}
     corrupt = []
     for entry in entries:
-        if content.in_use(entry.digest):
+        if await content.in_use(entry.digest):
             continue
         actual = await _hash(content, entry.digest)
         ok = actual == entry.digest.hex

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from regcache.index import Index
 from regcache.metrics import Metrics
@@ -24,7 +24,7 @@ class Evictor:
         store: BlobStore,
         index: Index,
         budget: int,
-        in_use: Callable[[Digest], bool],
+        in_use: Callable[[Digest], Awaitable[bool]],
         reserved: Callable[[], int],
         metrics: Metrics,
     ) -> None:
@@ -46,10 +46,12 @@ class Evictor:
         for entry in await self._index.least_recently_used():
             if excess <= 0:
                 break
-            if self._in_use(entry.digest):
+            if await self._in_use(entry.digest):
+                continue
+            # The index says who removes it: with a shared index, exactly one node does.
+            if not await self._index.remove_content(entry.digest):
                 continue
             await self._store.delete(entry.digest)
-            await self._index.remove_content(entry.digest)
             self._metrics.evictions.inc()
             self._metrics.evicted_bytes.inc(entry.size)
             excess -= entry.size

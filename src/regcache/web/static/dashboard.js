@@ -129,12 +129,12 @@
     setValue(byTestId(id), raw, text);
   }
 
-  function imageRef(item) {
+  function imageRef(item, withDigest = true) {
     const ref = h("span", { className: "image-ref" });
     ref.append(h("span", { className: "registry", text: `${item.upstream}/` }));
     ref.append(document.createTextNode(item.repository));
     if (item.tag) ref.append(h("span", { className: "ref-tag", text: `:${item.tag}` }));
-    else if (item.digest) ref.append(h("span", { className: "muted", text: `@${shortDigest(item.digest)}` }));
+    else if (item.digest && withDigest) ref.append(h("span", { className: "muted", text: `@${shortDigest(item.digest)}` }));
     const full = `${item.upstream}/${item.repository}` +
       (item.tag ? `:${item.tag}` : item.digest ? `@${item.digest}` : "");
     ref.title = item.digest && item.tag ? `${full}\n${item.digest}` : full;
@@ -339,7 +339,7 @@
         "data-indeterminate": String(fraction === null),
       }, track, text);
       return h("tr", { "data-testid": "download-row", "data-digest": d.digest },
-        h("td", {}, imageRef(d)),
+        h("td", {}, imageRef(d, false)),
         h("td", { className: "digest digest-cell", title: d.digest, text: shortDigest(d.digest) }),
         h("td", {}, progress),
         h("td", { className: "r num", "data-testid": "download-readers", "data-value": d.readers,
@@ -356,14 +356,19 @@
     const items = upstreams.map((u) => {
       const head = h("div", { className: "upstream-head" },
         h("span", { className: "upstream-name", text: u.name }));
-      if (u.default) head.append(h("span", { className: "badge badge-plain", text: "default" }));
-      head.append(u.healthy
+      if (u.default) {
+        head.append(h("span", { className: "upstream-default", text: "default",
+          title: "Images without a registry name come from this upstream" }));
+      }
+      const badges = h("span", { className: "upstream-badges" });
+      head.append(badges);
+      badges.append(u.healthy
         ? h("span", { className: "badge badge-ok", "data-testid": "upstream-health",
           "data-state": "healthy", text: "healthy" })
         : h("span", { className: "badge badge-bad", "data-testid": "upstream-health",
           "data-state": "error", text: "error" }));
       if (u.rate_limited_for > 0) {
-        head.append(h("span", {
+        badges.append(h("span", {
           className: "badge badge-warn",
           "data-testid": "upstream-rate-limit",
           "data-value": u.rate_limited_for,
@@ -376,15 +381,19 @@
           text: formatCount(u.requests) }),
         document.createTextNode(u.requests === 1 ? " request · " : " requests · "),
         h("span", { className: "num", "data-testid": "upstream-bytes", "data-value": u.bytes,
-          text: formatBytes(u.bytes) }),
-        document.createTextNode(" received"));
+          text: formatBytes(u.bytes) }));
+      stats_.title = "requests sent to this upstream, and bytes received from it";
+      const line = h("div", { className: "upstream-line" },
+        h("span", { className: "upstream-url", title: u.url, text: u.url }), stats_);
       const item = h("li", { className: "upstream", "data-testid": "upstream", "data-name": u.name },
-        head, h("div", { className: "upstream-url", title: u.url, text: u.url }), stats_);
+        head, line);
       if (u.last_error) {
+        const text = u.healthy ? `last error: ${u.last_error}` : u.last_error;
         item.append(h("div", {
           className: u.healthy ? "upstream-error past" : "upstream-error",
           "data-testid": "upstream-error",
-          text: u.healthy ? `last error: ${u.last_error}` : u.last_error,
+          title: text,
+          text,
         }));
       }
       return item;
