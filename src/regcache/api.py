@@ -179,6 +179,10 @@ async def blob(request: web.Request, route: Route, target: Target) -> web.Stream
     found = await cache.blob(target.repository, digest, client)
     if isinstance(found, StreamingBlob):
         return await _send_streaming(request, found)
+    if found.path is None and cache.content.redirect and request.headers.get("Range") is None:
+        location = await cache.store.presigned_url(digest)
+        if location is not None:  # the store serves the bytes
+            return web.Response(status=307, headers={"Location": location, "X-Cache": "HIT"})
     async with cache.content.reading(digest):
         if found.path is None:
             return await _send_from_store(request, cache, found)

@@ -90,6 +90,7 @@ class SharedContent:
         self.store = store
         self.index = index
         self.cluster = cluster
+        self.redirect = False  # answer stored blob GETs with a presigned URL of the store
         self.metrics = metrics or Metrics()
         self.downloads: dict[Digest, Download] = {}
         self.download_tasks: set[asyncio.Task[None]] = set()
@@ -317,7 +318,7 @@ class PullThroughCache:
         if fetched.media_type not in MANIFEST_TYPES:
             raise UpstreamBadResponse(f"unsupported manifest type {fetched.media_type!r}")
         if await self._stored_manifest(fetched.digest) is None:
-            writer = self.store.new_writer()
+            writer = self.store.new_writer(fetched.digest)
             try:
                 writer.write(fetched.body)
                 blob = await writer.commit(fetched.digest)
@@ -449,7 +450,10 @@ class PullThroughCache:
         lease: Lease | None = None,
     ) -> Download:
         download = Download(
-            digest, self.store.new_writer(), upstream=self.upstream.name, repository=repository
+            digest,
+            self.store.new_writer(digest),
+            upstream=self.upstream.name,
+            repository=repository,
         )
         self._downloads[digest] = download
         task = asyncio.create_task(self._download_blob(repository, download, client, lease))

@@ -99,6 +99,13 @@ class Settings:
     admin_port: int = 5001
     admin_token: Secret | None = None
     admin_public: bool = False
+    storage_backend: str = "filesystem"
+    s3: dict[str, Any] = field(default_factory=dict)
+    redirect: bool = False
+    index_backend: str = "sqlite"
+    redis_url: str | None = None
+    redis_prefix: str = "regcache:"
+    lock_ttl: float = 30.0
     log_level: str = "info"
     log_format: str = "text"
 
@@ -301,13 +308,26 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "admin.listen": parse_optional_listen,
     "admin.token": lambda v: Secret(str(v)),
     "admin.public": parse_bool,
+    "storage.backend": parse_choice("filesystem", "s3"),
+    "storage.redirect": parse_bool,
+    "storage.s3.bucket": str,
+    "storage.s3.prefix": str,
+    "storage.s3.endpoint": parse_url,
+    "storage.s3.region": str,
+    "storage.s3.access_key": str,
+    "storage.s3.secret_key": lambda v: Secret(str(v)),
+    "storage.s3.presign_ttl": parse_seconds,
+    "index.backend": parse_choice("sqlite", "redis"),
+    "index.redis_url": str,
+    "index.redis_prefix": str,
+    "cluster.lock_ttl": parse_seconds,
     "tags.ttl": parse_seconds,
     "tags.rules": parse_rules,
     "log.level": parse_choice("debug", "info", "warning", "error"),
     "log.format": parse_choice("text", "json"),
 }
 ENV_ALIASES = {"REGCACHE_UPSTREAM": "upstream.url"}
-SECRET_KEYS = {"upstream.password", "upstreams", "admin.token"}
+SECRET_KEYS = {"upstream.password", "upstreams", "admin.token", "storage.s3.secret_key"}
 
 
 def env_name(key: str) -> str:
@@ -400,6 +420,10 @@ def _build(values: dict[str, Any]) -> Settings:
         tls_cert, tls_key = values["tls.dir"] / "cert.pem", values["tls.dir"] / "key.pem"
     elif (tls_cert is None) != (tls_key is None):
         errors.append("tls.cert and tls.key must be given together")
+    if values.get("storage.backend") == "s3" and "storage.s3.bucket" not in values:
+        errors.append("storage.backend = s3 needs storage.s3.bucket")
+    if values.get("index.backend") == "redis" and "index.redis_url" not in values:
+        errors.append("index.backend = redis needs index.redis_url")
     if errors:
         raise ConfigError("\n".join(errors))
     host, port = values.get("listen", ("0.0.0.0", 5000))
@@ -424,6 +448,13 @@ def _build(values: dict[str, Any]) -> Settings:
         admin_port=admin_port,
         admin_token=values.get("admin.token"),
         admin_public=values.get("admin.public", False),
+        storage_backend=values.get("storage.backend", "filesystem"),
+        s3={k.rsplit(".", 1)[1]: v for k, v in values.items() if k.startswith("storage.s3.")},
+        redirect=values.get("storage.redirect", False),
+        index_backend=values.get("index.backend", "sqlite"),
+        redis_url=values.get("index.redis_url"),
+        redis_prefix=values.get("index.redis_prefix", "regcache:"),
+        lock_ttl=values.get("cluster.lock_ttl", 30.0),
         log_level=values.get("log.level", "info"),
         log_format=values.get("log.format", "text"),
         **extra,

@@ -21,13 +21,13 @@ from regcache.accesslog import AccessLogger
 from regcache.accesslog import log as access_log
 from regcache.admin import Admin, create_admin_app
 from regcache.api import create_app
+from regcache.backends import open_backends
 from regcache.cache import PullThroughCache, SharedContent
 from regcache.clientauth import Htpasswd, read_htpasswd
 from regcache.config import Settings
-from regcache.index import Index, SqliteIndex
+from regcache.index import Index
 from regcache.metrics import Metrics
 from regcache.routing import Router
-from regcache.storage import FilesystemStore
 from regcache.upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,23 @@ class Running:
 async def running_caches(settings: Settings) -> AsyncIterator[Running]:
     """A cache per configured upstream over one shared store, routed; closed on exit."""
     metrics = Metrics()
-    store = FilesystemStore(settings.cache_dir)
-    index: Index = SqliteIndex(settings.cache_dir / "index.sqlite3")
-    content = SharedContent(store, index, budget=settings.cache_size, metrics=metrics)
+    async with open_backends(settings) as backends:
+        content = SharedContent(
+            backends.store,
+            backends.index,
+            budget=settings.cache_size,
+            metrics=metrics,
+            cluster=backends.cluster,
+        )
+        content.redirect = settings.redirect
+        async with _caches(settings, content, metrics) as running:
+            yield running
+
+
+@asynccontextmanager
+async def _caches(
+    settings: Settings, content: SharedContent, metrics: Metrics
+) -> AsyncIterator[Running]:
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=64, ttl_dns_cache=60)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
         caches = []
@@ -66,7 +80,7 @@ async def running_caches(settings: Settings) -> AsyncIterator[Running]:
             await cache.start()
             caches.append(cache)
         await content.recover()
-        flusher = asyncio.create_task(_flush_access_times(index))
+        flusher = asyncio.create_task(_flush_access_times(content.index))
         try:
             yield Running(Router(caches, settings.default_upstream), content, metrics)
         finally:

@@ -77,7 +77,11 @@ class BlobStore(Protocol):
     def open_range(self, digest: Digest, start: int, end: int) -> AsyncIterator[bytes]:
         """Bytes [start, end) of a stored blob, for backends without a local file."""
 
-    def new_writer(self) -> BlobWriter: ...
+    async def presigned_url(self, digest: Digest) -> str | None:
+        """A short-lived URL clients can fetch the blob from directly, if the backend has one."""
+
+    def new_writer(self, digest: Digest | None = None) -> BlobWriter:
+        """A writer for a new blob; knowing its digest lets a remote store upload as it grows."""
 
     async def delete(self, digest: Digest) -> None: ...
 

@@ -124,7 +124,10 @@ class FilesystemStore:
                 position += len(chunk)
                 yield chunk
 
-    def new_writer(self) -> FileWriter:
+    async def presigned_url(self, digest: Digest) -> None:
+        return None
+
+    def new_writer(self, digest: Digest | None = None) -> FileWriter:
         return FileWriter(self._tmp / uuid.uuid4().hex, self)
 
     async def delete(self, digest: Digest) -> None:

@@ -339,7 +339,7 @@
         "data-indeterminate": String(fraction === null),
       }, track, text);
       return h("tr", { "data-testid": "download-row", "data-digest": d.digest },
-        h("td", {}, imageRef(d, false)),
+        h("td", { className: "image-cell" }, imageRef(d, false)),
         h("td", { className: "digest digest-cell", title: d.digest, text: shortDigest(d.digest) }),
         h("td", {}, progress),
         h("td", { className: "r num", "data-testid": "download-readers", "data-value": d.readers,
@@ -429,7 +429,7 @@
           text: i.last_pulled ? formatAgo(i.last_pulled) : "–" });
         const cells = by === "pulls" ? [pulls, size] : [size, pulls];
         return h("tr", { "data-testid": `${id}-row`, "data-image": imageKey(i) },
-          h("td", {}, imageRef(i)), ...cells, last);
+          h("td", { className: "image-cell" }, imageRef(i)), ...cells, last);
       });
       $("tbody", byTestId(id)).replaceChildren(...rows);
       $(`[data-empty="${id}"]`).hidden = rows.length > 0;
@@ -610,6 +610,13 @@
     // The newest sample, marked.
     const lastPoint = visible[visible.length - 1];
     dot(ctx, x(lastPoint.t), yRatio(lastPoint.ratio), colors.ratio, colors.card);
+    if (visible.length < 2) {
+      ctx.fillStyle = colors.text;
+      ctx.textAlign = "center";
+      ctx.textBaseline = "middle";
+      ctx.font = `13px ${font}`;
+      ctx.fillText("Collecting samples…", plot.left + plotW / 2, plot.top + plotH / 2);
+    }
 
     drawHover({ ctx, visible, x, yRatio, yBytes, plot, colors, start });
   }
