@@ -16,6 +16,7 @@ from regcache.download import DownloadFailed
 from regcache.errors import (
     CLIENT_CHALLENGE,
     RegistryError,
+    StorageUnavailable,
     Unauthorized,
     Unsupported,
     UpstreamUnavailable,
@@ -26,6 +27,7 @@ from regcache.paths import Endpoint, Route, parse_path, v1_error
 from regcache.ranges import ByteRange, parse_range
 from regcache.reference import Digest
 from regcache.routing import Router, Target
+from regcache.storage import StoreFailed
 from regcache.upstream import Credentials
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,9 @@ async def registry_errors(request: web.Request, handler: Handler) -> web.StreamR
         response = await handler(request)
     except RegistryError as err:
         return error_response(err)
+    except StoreFailed as exc:
+        log.error("storage failed: %s", exc)
+        return error_response(StorageUnavailable("the cache's storage is unavailable"))
     except web.HTTPException as exc:
         if exc.status == 405:
             return error_response(Unsupported("method not allowed"))

@@ -88,6 +88,12 @@ class UpstreamUnavailable(RegistryError):
     code, status = "UNAVAILABLE", 503
 
 
+class StorageUnavailable(RegistryError):
+    """The cache's own storage or index failed; nothing was served from it."""
+
+    code, status = "UNAVAILABLE", 503
+
+
 class UpstreamBadResponse(RegistryError):
     """The upstream answered with something the cache cannot use (wrong digest, bad body)."""
 

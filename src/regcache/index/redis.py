@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from regcache.errors import RegistryError
+from regcache.errors import StorageUnavailable
 from regcache.index.base import ContentEntry, TagEntry, TagRow
 from regcache.reference import Digest
 
@@ -44,8 +44,8 @@ return 0
 SEP = "\0"
 
 
-class IndexUnavailable(RegistryError):
-    code, status = "UNAVAILABLE", 503
+class IndexUnavailable(StorageUnavailable):
+    """The shared index (Redis) could not be used."""
 
 
 class RedisIndex:

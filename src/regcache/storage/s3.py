@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 # S3 allows 10,000 parts: blobs up to 78 GiB.
 PART_SIZE = 8 * 1024 * 1024
-# Parts being read back and sent at once, for the whole store: the memory it needs is bounded.
+# Parts read back and being sent at once, for the whole store: that bounds the memory they take.
 PART_UPLOADS = 4
 STALE_UPLOAD_AGE = 3600.0
 READ_CHUNK = 1024 * 1024
@@ -75,7 +75,7 @@ def _errors(action: str) -> Iterator[None]:
             raise FileNotFoundError(f"{action}: not found ({code})") from None
         raise StoreFailed(f"{action}: {code} {error.get('Message', '')}".rstrip()) from None
     except _TRANSPORT_ERRORS as exc:
-        raise StoreFailed(f"{action}: {exc or type(exc).__name__}") from None
+        raise StoreFailed(f"{action}: {str(exc) or type(exc).__name__}") from None
 
 
 def _read_part(path: Path, offset: int, length: int) -> bytes:
@@ -166,7 +166,7 @@ class S3Writer:
     def abort(self) -> None:
         cleanup = self._release()
         if cleanup is not None:
-            self._store.in_background(cleanup)
+            self._store._in_background(cleanup)
 
     async def drain(self) -> None:
         """Wait until the full parts written so far are uploaded; StoreFailed if one was not."""
@@ -181,28 +181,28 @@ class S3Writer:
             or (final and self._handed_over < self._on_disk)
         ):
             if self._upload is None:
-                self._upload = asyncio.create_task(self._store.create_upload(key))
+                self._upload = asyncio.create_task(self._store._create_upload(key))
             length = min(PART_SIZE, self._on_disk - self._handed_over)
             number = len(self._parts) + 1
             part = asyncio.create_task(
-                self._upload_part(self._upload, key, number, self._handed_over, length)
+                self._send_part(self._upload, key, number, self._handed_over, length)
             )
             part.add_done_callback(self._part_done)
             self._parts.append(part)
             self._handed_over += length
 
-    async def _upload_part(
+    async def _send_part(
         self, upload: asyncio.Task[str], key: str, number: int, offset: int, length: int
     ) -> CompletedPartTypeDef:
         upload_id = await asyncio.shield(upload)
-        async with self._store.part_slots:
+        async with self._store._part_slots:
             if self._part_failed:
                 raise StoreFailed("an earlier part failed")
             try:
                 body = await asyncio.to_thread(_read_part, self._path, offset, length)
             except OSError as exc:
                 raise StoreFailed(f"could not read part {number} back: {exc}") from None
-            etag = await self._store.upload_part(key, upload_id, number, body)
+            etag = await self._store._upload_part(key, upload_id, number, body)
         return {"PartNumber": number, "ETag": etag}
 
     def _part_done(self, part: asyncio.Task[CompletedPartTypeDef]) -> None:
@@ -211,8 +211,9 @@ class S3Writer:
 
     async def _upload_rest(self, key: str) -> None:
         if self._upload is None and self._size < PART_SIZE:
+            # Outside the part slots: a manifest must not wait behind the layers.
             body = await asyncio.to_thread(_read_part, self._path, 0, self._size)
-            await self._store.put(key, body)
+            await self._store._put(key, body)
             return
         self._key = key
         self._upload_parts(key, final=True)
@@ -220,7 +221,7 @@ class S3Writer:
         _raise_failure(self._parts)
         assert self._upload is not None and self._handed_over == self._size
         parts = [part.result() for part in self._parts]
-        await self._store.complete_upload(key, self._upload.result(), parts)
+        await self._store._complete_upload(key, self._upload.result(), parts)
 
     def _release(self) -> Coroutine[Any, Any, None] | None:
         """Delete the local file and stop uploading; returns the abort of the upload, if any."""
@@ -234,9 +235,9 @@ class S3Writer:
             return None
         for part in parts:
             part.cancel()
-        return self._abort_upload(upload, parts, key)
+        return self._cancel_upload(upload, parts, key)
 
-    async def _abort_upload(
+    async def _cancel_upload(
         self, upload: asyncio.Task[str], parts: list[asyncio.Task[CompletedPartTypeDef]], key: str
     ) -> None:
         await asyncio.gather(*parts, return_exceptions=True)
@@ -244,7 +245,7 @@ class S3Writer:
             upload_id = await upload
         except (StoreFailed, FileNotFoundError):
             return
-        await self._store.abort_upload(key, upload_id)
+        await self._store._abort_upload(key, upload_id)
 
     async def _discard(self) -> None:
         cleanup = self._release()
@@ -257,7 +258,7 @@ class S3Store:
 
     def __init__(self, settings: S3Settings, tmp_dir: Path) -> None:
         self.settings = settings
-        self.part_slots = asyncio.Semaphore(PART_UPLOADS)
+        self._part_slots = asyncio.Semaphore(PART_UPLOADS)
         prefix = settings.prefix.strip("/")
         self._prefix = f"{prefix}/" if prefix else ""
         self._tmp = tmp_dir
@@ -334,7 +335,7 @@ class S3Store:
                     if key and upload_id and initiated is not None and initiated <= cutoff:
                         stale.append((key, upload_id))
         for key, upload_id in stale:
-            await self.abort_upload(key, upload_id)
+            await self._abort_upload(key, upload_id)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -411,16 +412,16 @@ class S3Store:
         with _errors(f"DELETE {digest}"):
             await self._s3.delete_object(Bucket=self.settings.bucket, Key=self.key(digest))
 
-    async def put(self, key: str, body: bytes) -> None:
+    async def _put(self, key: str, body: bytes) -> None:
         with _errors(f"PUT {key}"):
             await self._s3.put_object(Bucket=self.settings.bucket, Key=key, Body=body)
 
-    async def create_upload(self, key: str) -> str:
+    async def _create_upload(self, key: str) -> str:
         with _errors(f"starting the upload of {key}"):
             reply = await self._s3.create_multipart_upload(Bucket=self.settings.bucket, Key=key)
         return reply["UploadId"]
 
-    async def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
+    async def _upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
         with _errors(f"uploading part {number} of {key}"):
             reply = await self._s3.upload_part(
                 Bucket=self.settings.bucket,
@@ -431,7 +432,7 @@ class S3Store:
             )
         return reply["ETag"]
 
-    async def complete_upload(
+    async def _complete_upload(
         self, key: str, upload_id: str, parts: list[CompletedPartTypeDef]
     ) -> None:
         with _errors(f"completing the upload of {key}"):
@@ -442,7 +443,7 @@ class S3Store:
                 MultipartUpload={"Parts": parts},
             )
 
-    async def abort_upload(self, key: str, upload_id: str) -> None:
+    async def _abort_upload(self, key: str, upload_id: str) -> None:
         """Abort an upload; a failure is only logged, as `recover` retries later."""
         try:
             with _errors(f"aborting the upload of {key}"):
@@ -454,7 +455,7 @@ class S3Store:
         except StoreFailed as exc:
             log.warning("%s", exc)
 
-    def in_background(self, cleanup: Coroutine[Any, Any, None]) -> None:
+    def _in_background(self, cleanup: Coroutine[Any, Any, None]) -> None:
         """Run `cleanup` as a task that `close` waits for; without a loop, leave it to recover."""
         try:
             task = asyncio.get_running_loop().create_task(cleanup)
