@@ -19,6 +19,7 @@ import pytest
 import trustme
 
 from tests.conftest import StartRegcache
+from tests.support.containerd import Containerd
 from tests.support.http import Answer, request
 from tests.support.images import PushedImage, assert_same_pulls, push_image, skopeo_pull
 from tests.support.process import ProcessError
@@ -342,6 +343,24 @@ def test_clients_must_log_in_to_a_cache_with_htpasswd(
         skopeo_pull(f"docker://{server.host}/{image.ref}", tmp_path / "anonymous")
     assert request(server.url, "GET", "/v2/", basic_auth(CAROL)).status == 200
     pull_cold_and_warm(server, basic, "private/app", tmp_path, creds=CAROL)
+
+
+@pytest.mark.clients
+@pytest.mark.parametrize("mode", ["configured", "passthrough"])
+def test_ctr_pulls_a_private_image_through_a_token_upstream(
+    mode: str, token: Upstream, serve: Serve, tmp_path: Path
+) -> None:
+    """containerd, with the cache's account or with its own credentials passed through."""
+    server = serve(token.registry.url, configured(ALICE) if mode == "configured" else {})
+    image = token.images["private/app"]
+    user = None if mode == "configured" else f"{ALICE[0]}:{ALICE[1]}"
+    with Containerd(tmp_path / "containerd") as containerd:
+        containerd.pull(f"{server.host}/{image.ref}", user=user)
+        assert set(image.blob_digests) <= containerd.content_digests()
+        if mode == "passthrough":
+            containerd.remove_all()
+            with pytest.raises(ProcessError, match=REFUSED):
+                containerd.pull(f"{server.host}/{image.ref}")  # no credentials: refused
 
 
 def test_logs_hold_no_secrets(
