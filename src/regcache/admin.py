@@ -12,13 +12,12 @@ import json
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from regcache import __version__, catalog
+from regcache import web as dashboard
 from regcache.cache import SharedContent
 from regcache.metrics import Metrics
 from regcache.prefetch import prefetch
@@ -26,7 +25,7 @@ from regcache.routing import Router
 
 SAMPLE_INTERVAL = 5.0
 HISTORY_LENGTH = 720  # an hour of samples
-TOP_IMAGES = 10
+TOP_IMAGES = 10  # by pulls, and by size: the page shows a table of each
 
 
 class Admin:
@@ -71,7 +70,9 @@ class Admin:
         manifests = sum(1 for e in entries if e.media_type)
         current = self.sample()
         images = await catalog.list_images(self.content)
-        top = sorted(images, key=lambda row: (-row.pulls, -row.size))[:TOP_IMAGES]
+        by_pulls = sorted(images, key=lambda row: (-row.pulls, -row.size))[:TOP_IMAGES]
+        by_size = sorted(images, key=lambda row: -row.size)[:TOP_IMAGES]
+        top = by_pulls + [row for row in by_size if row not in by_pulls]
         return {
             "version": __version__,
             "uptime_seconds": round(time.time() - self.started, 1),
@@ -223,12 +224,6 @@ def _token_required(admin: Admin) -> Callable[..., Any]:
     return check
 
 
-def static_dir() -> Path | None:
-    """The dashboard's files, shipped in the package."""
-    folder = Path(str(resources.files("regcache"))) / "web" / "static"
-    return folder if folder.is_dir() else None
-
-
 def create_admin_app(admin: Admin) -> web.Application:
     app = web.Application(middlewares=[_token_required(admin)])
     app.router.add_get("/healthz", admin.healthz)
@@ -241,12 +236,5 @@ def create_admin_app(admin: Admin) -> web.Application:
     app.router.add_post("/api/gc", admin.gc)
     app.router.add_post("/api/verify", admin.verify)
     app.router.add_post("/api/prefetch", admin.prefetch)
-    static = static_dir()
-    if static is not None:
-
-        async def index(request: web.Request) -> web.FileResponse:
-            return web.FileResponse(static / "index.html")
-
-        app.router.add_get("/", index)
-        app.router.add_static("/static/", static)
+    dashboard.add_routes(app)
     return app

@@ -63,6 +63,8 @@ async def registry_errors(request: web.Request, handler: Handler) -> web.StreamR
         log.error("storage failed: %s", exc)
         return error_response(StorageUnavailable("the cache's storage is unavailable"))
     except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
         if exc.status == 405:
             return error_response(Unsupported("method not allowed"))
         generic = RegistryError(exc.reason, status=exc.status)

@@ -12,7 +12,6 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -139,6 +138,7 @@ async def serve(settings: Settings) -> None:
         app = create_app(running.router, running.metrics, htpasswd)
         if settings.admin_public:
             app.add_subapp("/_regcache/", admin_app)
+            app.router.add_get("/_regcache", _to_dashboard)
         runner = web.AppRunner(
             app,
             access_log=access_log,
@@ -174,5 +174,6 @@ async def serve(settings: Settings) -> None:
                 await each.cleanup()
 
 
-def token_path(cache_dir: Path) -> Path:
-    return cache_dir / ADMIN_TOKEN_FILE
+async def _to_dashboard(request: web.Request) -> web.StreamResponse:
+    """The dashboard's URLs are relative: it needs the trailing slash."""
+    raise web.HTTPFound("/_regcache/")
