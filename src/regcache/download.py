@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 
 from regcache.reference import Digest
 from regcache.storage import BlobWriter
@@ -39,6 +40,9 @@ class Download:
         self.committed = False
         self.error: BaseException | None = None
         self.readers = 0
+        # Held from the start: a backend may delete its file at commit, while readers still come.
+        self._fd = os.open(writer.path, os.O_RDONLY)
+        weakref.finalize(self, os.close, self._fd)
         self.positions: dict[int, int] = {}
         self.spill: list[bytes] = []
         self.spill_start = 0
@@ -143,5 +147,5 @@ class Download:
             await self._changed.wait()
 
     def open_reader(self) -> int:
-        """A descriptor on the growing file; it stays valid across the commit's rename."""
-        return os.open(self.writer.path, os.O_RDONLY)
+        """A descriptor on the growing file, valid whatever the commit does with the file."""
+        return os.dup(self._fd)

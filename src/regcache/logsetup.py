@@ -7,6 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+QUIET_LOGGERS = ("botocore", "aiobotocore", "urllib3", "s3transfer")
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -34,3 +36,6 @@ def configure_logging(level: str, format_: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Their debug output has signed headers and presigned URLs: never below INFO.
+    for noisy in QUIET_LOGGERS:
+        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
