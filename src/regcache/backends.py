@@ -43,6 +43,11 @@ async def open_backends(settings: Settings) -> AsyncIterator[Backends]:
             await s3_store.start()
             stack.push_async_callback(s3_store.close)
             store = s3_store
+            if settings.local_cache_size > 0:
+                from regcache.storage.tiered import TieredStore
+
+                local = FilesystemStore(settings.cache_dir / "local")
+                store = TieredStore(s3_store, local, settings.local_cache_size)
         else:
             store = FilesystemStore(settings.cache_dir)
         index: Index

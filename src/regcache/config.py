@@ -102,6 +102,7 @@ class Settings:
     storage_backend: str = "filesystem"
     s3: dict[str, Any] = field(default_factory=dict)
     redirect: bool = False
+    local_cache_size: int = 0
     index_backend: str = "sqlite"
     redis_url: str | None = None
     redis_prefix: str = "regcache:"
@@ -310,6 +311,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "admin.public": parse_bool,
     "storage.backend": parse_choice("filesystem", "s3"),
     "storage.redirect": parse_bool,
+    "storage.local_cache_size": parse_size,
     "storage.s3.bucket": str,
     "storage.s3.prefix": str,
     "storage.s3.endpoint": parse_url,
@@ -451,6 +453,7 @@ def _build(values: dict[str, Any]) -> Settings:
         storage_backend=values.get("storage.backend", "filesystem"),
         s3={k.rsplit(".", 1)[1]: v for k, v in values.items() if k.startswith("storage.s3.")},
         redirect=values.get("storage.redirect", False),
+        local_cache_size=values.get("storage.local_cache_size", 0),
         index_backend=values.get("index.backend", "sqlite"),
         redis_url=values.get("index.redis_url"),
         redis_prefix=values.get("index.redis_prefix", "regcache:"),

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.conftest import StartRegcache
 from tests.support.http import connect, request
 from tests.support.images import MiB, PushedImage, assert_same_pulls, push_image, skopeo_pull
+from tests.support.process import wait_for
 from tests.support.redis_server import RedisServer
 from tests.support.regcache import Regcache
 from tests.support.registry import Registry
@@ -204,3 +206,48 @@ def _get(node: Regcache, path: str) -> bytes:
 def _get_quietly(node: Regcache, path: str) -> None:
     with contextlib.suppress(OSError, http.client.HTTPException):
         _get(node, path)  # the node is killed under this client
+
+
+def test_one_budget_for_the_whole_cluster(
+    upstream: Registry, seaweed: SeaweedFS, redis_server: RedisServer, relay: Relay,
+    start: StartRegcache, tmp_path: Path,
+) -> None:  # fmt: skip
+    first = push_image(
+        upstream, tmp_path / "x", "cluster/x", "v1", layer_sizes=[3 * MiB], seed=1201
+    )
+    second = push_image(
+        upstream, tmp_path / "y", "cluster/y", "v1", layer_sizes=[3 * MiB], seed=1202
+    )
+    budget = 5 * MiB
+    env = cluster_env(seaweed, redis_server)
+    args = ("--cache-size", f"{budget}B")
+    a = start(relay.url, cache_dir=tmp_path / "a", env=env, args=args)
+    b = start(relay.url, cache_dir=tmp_path / "b", env=env, args=args)
+    skopeo_pull(f"docker://{a.host}/{first.ref}", tmp_path / "first")
+    skopeo_pull(f"docker://{b.host}/{second.ref}", tmp_path / "second")
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        total = int(client.get(env["REGCACHE_INDEX_REDIS_PREFIX"] + "total") or 0)
+    finally:
+        client.close()
+    assert 0 < total <= budget
+    assert request(b.url, "GET", f"/v2/{second.name}/blobs/{second.blob_digests[-1]}").status == 200
+
+
+def test_a_local_disk_cache_in_front_of_the_store(
+    image: PushedImage, nodes: Nodes, relay: Relay, start: StartRegcache, tmp_path: Path
+) -> None:
+    skopeo_pull(f"docker://{nodes.a.host}/{image.ref}", tmp_path / "a")
+    env = {**nodes.env, "REGCACHE_STORAGE_LOCAL_CACHE_SIZE": "1GB"}
+    c = start(relay.url, cache_dir=tmp_path / "node-c", env=env)
+    layer = image.blob_digests[1]
+    path = f"/v2/{image.name}/blobs/{layer}"
+    fetched = len(relay.blob_requests)
+    first = request(c.url, "GET", path)
+    local = c.cache_dir / "local" / "blobs" / "sha256" / layer[7:9] / layer[7:]
+    # Kept once the last chunk went out, verified: just after the client has its bytes.
+    wait_for(local.exists, timeout=10, what="the local copy of a blob read whole")
+    second = request(c.url, "GET", path)
+    assert first.body == second.body
+    assert hashlib.sha256(second.body).hexdigest() == layer[7:]
+    assert len(relay.blob_requests) == fetched

@@ -14,6 +14,7 @@ from aiobotocore.session import get_session
 
 from regcache.storage import BlobStore, FilesystemStore
 from regcache.storage.s3 import S3Settings, S3Store
+from regcache.storage.tiered import TieredStore
 from tests.support.seaweedfs import SeaweedFS
 
 if TYPE_CHECKING:
@@ -123,7 +124,21 @@ async def s3_backend(s3_store: S3Store, seaweedfs: SeaweedFS, tmp_path: Path) ->
     return S3Backend(s3_store, tmp_path / "s3-tmp", seaweedfs)
 
 
-@pytest.fixture(params=["filesystem", "s3"])
+class TieredBackend(S3Backend):
+    name = "tiered"
+
+
+@pytest.fixture
+async def tiered_backend(s3_store: S3Store, seaweedfs: SeaweedFS, tmp_path: Path) -> TieredBackend:
+    """S3 with a node's local disk cache in front."""
+    local = FilesystemStore(tmp_path / "local")
+    await local.recover()
+    tiered = TieredBackend(s3_store, tmp_path / "s3-tmp", seaweedfs)
+    tiered.store = TieredStore(s3_store, local, budget=64 * 1024 * 1024)
+    return tiered
+
+
+@pytest.fixture(params=["filesystem", "s3", "tiered"])
 def backend(request: pytest.FixtureRequest) -> Backend:
     """Each backend in turn; SeaweedFS is started only when an S3 test runs."""
     chosen: Backend = request.getfixturevalue(f"{request.param}_backend")
