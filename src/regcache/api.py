@@ -264,7 +264,6 @@ async def _send_from_store(
 async def _send_streaming(request: web.Request, found: StreamingBlob) -> web.StreamResponse:
     download = found.download
     reader = id(request)
-    download.readers += 1
     try:
         with os.fdopen(download.open_reader(), "rb") as file:
             response, span = await _start(request, download.digest, download.size, found.source)
@@ -293,8 +292,8 @@ async def _send_streaming(request: web.Request, found: StreamingBlob) -> web.Str
         await response.write_eof()
         return response
     finally:
-        download.readers -= 1
         download.positions.pop(reader, None)
+        download.release()
 
 
 async def _sendfile(request: web.Request, file: IO[bytes], offset: int, count: int) -> None:

@@ -389,14 +389,12 @@ class PullThroughCache:
                         await self.content.cluster.release(lease)
                         continue  # it landed while we took the lock
                 download = self._start_download(repository, digest, client, lease)
-                await asyncio.shield(download.started)
-                return StreamingBlob(download, Source.MISS)
+                return await _claimed(download, Source.MISS)
             if not authorized:
                 await self._authorize_blob(repository, digest, client)
                 authorized = True
                 continue
-            await asyncio.shield(download.started)
-            return StreamingBlob(download, Source.COALESCED)
+            return await _claimed(download, Source.COALESCED)
 
     async def blob_size(self, repository: str, digest: Digest, client: Credentials | None) -> int:
         """The size for a HEAD: from storage or a running download, else an upstream HEAD."""
@@ -560,6 +558,17 @@ class PullThroughCache:
         result = await self.upstream.tags_list(repository, query, client)
         await self._confirmed(repository, client)
         return result
+
+
+async def _claimed(download: Download, source: Source) -> StreamingBlob:
+    """The download, claimed for the caller, who must `release()` it, once it has started."""
+    download.claim()
+    try:
+        await asyncio.shield(download.started)
+    except BaseException:
+        download.release()
+        raise
+    return StreamingBlob(download, source)
 
 
 def _referenced(body: bytes) -> list[Digest]:

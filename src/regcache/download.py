@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import weakref
 
 from regcache.reference import Digest
 from regcache.storage import BlobWriter
@@ -40,9 +39,9 @@ class Download:
         self.committed = False
         self.error: BaseException | None = None
         self.readers = 0
-        # Held from the start: a backend may delete its file at commit, while readers still come.
-        self._fd = os.open(writer.path, os.O_RDONLY)
-        weakref.finalize(self, os.close, self._fd)
+        # Held from the start, as a backend may delete its file at commit while readers still
+        # come; closed once the download is over and no reader holds a claim on it.
+        self._fd: int | None = os.open(writer.path, os.O_RDONLY)
         self.positions: dict[int, int] = {}
         self.spill: list[bytes] = []
         self.spill_start = 0
@@ -118,9 +117,23 @@ class Download:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def claim(self) -> None:
+        """A client will read this download: its file stays open until `release`."""
+        self.readers += 1
+
+    def release(self) -> None:
+        self.readers -= 1
+        self._close_when_unused()
+
+    def _close_when_unused(self) -> None:
+        if self.done and self.readers <= 0 and self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
     def commit(self) -> None:
         self.committed = True
         self.progressed()
+        self._close_when_unused()
 
     def fail(self, error: BaseException) -> None:
         self.error = error
@@ -128,6 +141,7 @@ class Download:
             self.started.set_exception(error)
             self.started.exception()  # retrieved: readers that never came must not warn
         self.progressed()
+        self._close_when_unused()
 
     async def finished(self) -> None:
         """Wait until the blob is kept (or served and given up); DownloadFailed if it failed."""
@@ -147,5 +161,8 @@ class Download:
             await self._changed.wait()
 
     def open_reader(self) -> int:
-        """A descriptor on the growing file, valid whatever the commit does with the file."""
+        """A descriptor on the growing file, valid whatever the commit does with the file.
+
+        Only for a client holding a claim."""
+        assert self._fd is not None, "open_reader without a claim"
         return os.dup(self._fd)

@@ -92,4 +92,6 @@ async def _fetch_blob(
     except DownloadFailed as exc:
         yield {"event": "error", "digest": str(digest), "message": str(exc)}
         return
+    finally:
+        download.release()
     yield {"event": "blob", "digest": str(digest), "size": size, "source": found.source.value}
