@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import shutil
 import uuid
@@ -12,79 +11,57 @@ from pathlib import Path
 
 from regcache.errors import RegistryError
 from regcache.reference import Digest
-from regcache.storage.base import DigestMismatch, StoredBlob, StoreFailed, blob_key
+from regcache.storage.base import StoredBlob, StoreFailed, blob_key
+from regcache.storage.localfile import LocalFile
 
 READ_CHUNK = 1024 * 1024
 
 
 class FileWriter:
     def __init__(self, path: Path, store: FilesystemStore) -> None:
-        self._path = path
+        self._file = LocalFile(path)
         self._store = store
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        self._hash = hashlib.sha256()
-        self._size = 0
-        self._on_disk = 0
-        self._error: OSError | None = None
         self._final: Path | None = None
 
     @property
     def path(self) -> Path:
-        return self._final or self._path
+        return self._final or self._file.path
 
     @property
     def size(self) -> int:
-        return self._size
+        return self._file.size
 
     @property
     def on_disk(self) -> int:
-        return self._on_disk
+        return self._file.on_disk
 
     def write(self, data: bytes) -> None:
-        assert self._fd is not None, "write after close"
-        self._hash.update(data)
-        self._size += len(data)
-        if self._error is not None:
-            return
-        view = memoryview(data)
-        try:
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-        except OSError as exc:
-            self._error = exc
-            return
-        self._on_disk = self._size
+        self._file.write(data)
 
     async def commit(self, digest: Digest) -> StoredBlob:
-        assert self._fd is not None, "commit after close"
-        actual = self._hash.hexdigest()
-        if actual != digest.hex:
+        assert self._file.open, "commit after close"
+        try:
+            self._file.verify(digest)
+        except BaseException:
             self.abort()
-            raise DigestMismatch(digest, actual, self._size)
-        if self._error is not None:
-            self.abort()
-            raise StoreFailed(f"could not write the blob: {self._error.strerror}")
-        fd, self._fd = self._fd, None
+            raise
+        fd = self._file.detach()
         try:
             await asyncio.to_thread(os.fdatasync, fd)
             final = self._store.path(digest)
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(self._path, final)
+            os.rename(self._file.path, final)
         except OSError as exc:
             self.abort()
             raise StoreFailed(f"could not keep the blob: {exc.strerror}") from None
         finally:
             os.close(fd)
         self._final = final
-        return StoredBlob(digest, self._size, final.stat().st_mtime)
+        return StoredBlob(digest, self._file.size, final.stat().st_mtime)
 
     def abort(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
         if self._final is None:
-            self._path.unlink(missing_ok=True)
+            self._file.discard()
 
 
 class FilesystemStore:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import shutil
@@ -31,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from regcache.errors import RegistryError
 from regcache.reference import Digest
 from regcache.storage.base import DigestMismatch, StoredBlob, StoreFailed, blob_key
+from regcache.storage.localfile import LocalFile
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -101,14 +101,9 @@ class S3Writer:
 
     def __init__(self, store: S3Store, path: Path, expected: Digest | None) -> None:
         self._store = store
-        self._path = path
+        self._file = LocalFile(path)
         self._expected = expected
         self._key = store.key(expected) if expected is not None else None
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        self._hash = hashlib.sha256()
-        self._size = 0
-        self._on_disk = 0
-        self._error: OSError | None = None
         self._upload: asyncio.Task[str] | None = None
         self._parts: list[asyncio.Task[CompletedPartTypeDef]] = []
         self._handed_over = 0
@@ -117,43 +112,29 @@ class S3Writer:
 
     @property
     def path(self) -> Path:
-        return self._path
+        return self._file.path
 
     @property
     def size(self) -> int:
-        return self._size
+        return self._file.size
 
     @property
     def on_disk(self) -> int:
-        return self._on_disk
+        return self._file.on_disk
 
     def write(self, data: bytes) -> None:
-        assert self._fd is not None, "write after close"
-        self._hash.update(data)
-        self._size += len(data)
-        if self._error is not None:
-            return
-        view = memoryview(data)
-        try:
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-        except OSError as exc:
-            self._error = exc
-            return
-        self._on_disk = self._size
-        if self._key is not None:
+        if self._file.write(data) and self._key is not None:
             self._upload_parts(self._key, final=False)
 
     async def commit(self, digest: Digest) -> StoredBlob:
-        assert self._fd is not None, "commit after close"
-        actual = self._hash.hexdigest()
-        if actual != digest.hex or self._expected not in (None, digest):
+        assert self._file.open, "commit after close"
+        try:
+            if self._expected not in (None, digest):
+                raise DigestMismatch(digest, "another blob's", self._file.size)
+            self._file.verify(digest)
+        except BaseException:
             await self._discard()
-            raise DigestMismatch(digest, actual, self._size)
-        if self._error is not None:
-            await self._discard()
-            raise StoreFailed(f"could not write the blob: {self._error.strerror}")
+            raise
         try:
             await self._upload_rest(self._store.key(digest))
         except BaseException:
@@ -161,7 +142,7 @@ class S3Writer:
             raise
         self._committed = True
         self._release()
-        return StoredBlob(digest, self._size, time.time())
+        return StoredBlob(digest, self._file.size, time.time())
 
     def abort(self) -> None:
         cleanup = self._release()
@@ -177,12 +158,12 @@ class S3Writer:
     def _upload_parts(self, key: str, *, final: bool) -> None:
         """Hand every full part on disk to an upload task; when `final`, the short last one too."""
         while not self._part_failed and (
-            self._on_disk - self._handed_over >= PART_SIZE
-            or (final and self._handed_over < self._on_disk)
+            self._file.on_disk - self._handed_over >= PART_SIZE
+            or (final and self._handed_over < self._file.on_disk)
         ):
             if self._upload is None:
                 self._upload = asyncio.create_task(self._store._create_upload(key))
-            length = min(PART_SIZE, self._on_disk - self._handed_over)
+            length = min(PART_SIZE, self._file.on_disk - self._handed_over)
             number = len(self._parts) + 1
             part = asyncio.create_task(
                 self._send_part(self._upload, key, number, self._handed_over, length)
@@ -199,7 +180,7 @@ class S3Writer:
             if self._part_failed:
                 raise StoreFailed("an earlier part failed")
             try:
-                body = await asyncio.to_thread(_read_part, self._path, offset, length)
+                body = await asyncio.to_thread(_read_part, self._file.path, offset, length)
             except OSError as exc:
                 raise StoreFailed(f"could not read part {number} back: {exc}") from None
             etag = await self._store._upload_part(key, upload_id, number, body)
@@ -210,25 +191,23 @@ class S3Writer:
             self._part_failed = True
 
     async def _upload_rest(self, key: str) -> None:
-        if self._upload is None and self._size < PART_SIZE:
+        if self._upload is None and self._file.size < PART_SIZE:
             # Outside the part slots: a manifest must not wait behind the layers.
-            body = await asyncio.to_thread(_read_part, self._path, 0, self._size)
+            body = await asyncio.to_thread(_read_part, self._file.path, 0, self._file.size)
             await self._store._put(key, body)
             return
         self._key = key
         self._upload_parts(key, final=True)
         await asyncio.wait(self._parts, return_when=asyncio.FIRST_EXCEPTION)
         _raise_failure(self._parts)
-        assert self._upload is not None and self._handed_over == self._size
+        assert self._upload is not None and self._handed_over == self._file.size
         parts = [part.result() for part in self._parts]
         await self._store._complete_upload(key, self._upload.result(), parts)
 
     def _release(self) -> Coroutine[Any, Any, None] | None:
         """Delete the local file and stop uploading; returns the abort of the upload, if any."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-            self._path.unlink(missing_ok=True)
+        if self._file.open:
+            self._file.discard()
         upload, parts, key = self._upload, self._parts, self._key
         self._upload, self._parts = None, []
         if self._committed or upload is None or key is None:
