@@ -15,10 +15,8 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
-from .process import Process, ProcessError, run
+from .process import Process, ProcessError, Service, run
 
 CONTAINERD_BINARY = "/usr/bin/containerd"
 CTR_BINARY = "/usr/bin/ctr"
@@ -52,7 +50,7 @@ def write_hosts_toml(
     return path
 
 
-class Containerd:
+class Containerd(Service):
     """``containerd`` with its own root, state, config and socket, stopped on exit.
 
     The socket lives in a short directory under the system temp dir, because unix socket paths
@@ -92,18 +90,6 @@ class Containerd:
             if self._socket_dir is not None:
                 shutil.rmtree(self._socket_dir, ignore_errors=True)
                 self._socket_dir = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def ctr(self, *args: str, timeout: float = 300.0) -> str:
         """Run ``ctr`` against this daemon; raise with its output on failure."""

@@ -22,17 +22,15 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from .containerd import Containerd
-from .process import Process, ProcessError, run
+from .process import Process, ProcessError, Service, run
 
 DOCKERD_BINARY = "/usr/sbin/dockerd"
 DOCKER_BINARY = "/usr/bin/docker"
 
 
-class Dockerd:
+class Dockerd(Service):
     """``dockerd`` with its own data root, exec root, socket, config and containerd."""
 
     def __init__(
@@ -81,18 +79,6 @@ class Dockerd:
                 if self._short_dir is not None:
                     shutil.rmtree(self._short_dir, ignore_errors=True)
                     self._short_dir = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def docker(self, *args: str, timeout: float = 300.0) -> str:
         """Run the docker CLI against this daemon; raise with its output on failure."""

@@ -48,7 +48,58 @@ def tail(path: Path, limit: int = 8000) -> str:
     return text[-limit:]
 
 
-class Process:
+class Service:
+    """Something that is started and stopped; `with` it to be sure it is stopped."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> object:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+PORT_ATTEMPTS = 3
+
+
+def start_on_free_ports(
+    start_once: Callable[[], None],
+    stop: Callable[[], object],
+    new_ports: Callable[[], None],
+    *,
+    restart: bool,
+) -> None:
+    """Start; when the process lost the race for a free port (taken meanwhile), try new ones.
+
+    A restart keeps its ports: clients know them.
+    """
+    for attempt in range(PORT_ATTEMPTS):
+        try:
+            start_once()
+            return
+        except ProcessError as exc:
+            stop()
+            lost_race = "address already in use" in str(exc).lower()
+            if restart or not lost_race or attempt == PORT_ATTEMPTS - 1:
+                raise
+            new_ports()
+        except BaseException:
+            stop()
+            raise
+
+
+class Process(Service):
     """A subprocess whose stdout and stderr go to ``<log_dir>/<name>.stdout.log`` / ``.stderr.log``.
 
     It runs in its own session, so stopping it can also kill whatever it left in its process group.
@@ -154,18 +205,6 @@ class Process:
             f"--- {self.name} stderr ({self.stderr_path}) ---\n{tail(self.stderr_path)}\n"
             f"--- {self.name} stdout ({self.stdout_path}) ---\n{tail(self.stdout_path)}"
         )
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _require_popen(self) -> subprocess.Popen[bytes]:
         if self._popen is None:

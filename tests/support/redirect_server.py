@@ -12,12 +12,12 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 import aiohttp
 from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
+
+from tests.support.process import Service
 
 from .token_server import ServerThread
 
@@ -34,7 +34,7 @@ class CdnRequest:
     """Header names in lower case."""
 
 
-class RedirectingRegistry:
+class RedirectingRegistry(Service):
     """The front (``url``) for the registry at ``registry_url``, and its CDN (``cdn_url``).
 
     ``redirected`` lists the digest of every blob GET answered with a redirect; ``cdn_requests``
@@ -80,18 +80,6 @@ class RedirectingRegistry:
             self._front_server.stop()
         finally:
             self._cdn_server.stop()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     async def _front(self, request: web.Request) -> web.StreamResponse:
         headers = _end_to_end(request.headers)

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from .ports import free_port
-from .process import Process, ProcessError
+from .process import Process, Service, start_on_free_ports
 
 REDIS_SERVER = "/usr/bin/redis-server"
-_PORT_ATTEMPTS = 3
 
 
-class RedisServer:
+class RedisServer(Service):
     """``redis-server`` at ``url``; after ``stop``, ``start`` runs it again on the same port."""
 
     def __init__(self, workdir: Path) -> None:
@@ -33,22 +30,17 @@ class RedisServer:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(_PORT_ATTEMPTS):
-            self.process.argv = self._argv()
-            self.process.start()
-            try:
-                self.process.wait_until(self._serving, what="serving")
-                self._started = True
-                return
-            except ProcessError as exc:
-                self.process.stop()
-                lost_port_race = "Address already in use" in str(exc)
-                if self._started or not lost_port_race or attempt == _PORT_ATTEMPTS - 1:
-                    raise
-                self.port = free_port()
-            except BaseException:
-                self.process.stop()
-                raise
+        start_on_free_ports(self._start_once, self.process.stop, self._new_port,
+                            restart=self._started)  # fmt: skip
+        self._started = True
+
+    def _start_once(self) -> None:
+        self.process.argv = self._argv()
+        self.process.start()
+        self.process.wait_until(self._serving, what="serving")
+
+    def _new_port(self) -> None:
+        self.port = free_port()
 
     def stop(self) -> None:
         self.process.stop()
@@ -64,18 +56,6 @@ class RedisServer:
 
     def logs(self) -> str:
         return self.process.logs()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _argv(self) -> list[str]:
         return [

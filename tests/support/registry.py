@@ -32,11 +32,10 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from .ports import free_port
-from .process import Process, ProcessError, wait_for
+from .process import Process, Service, start_on_free_ports, wait_for
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 
@@ -46,7 +45,6 @@ _ACCESS_LINE = re.compile(
 )
 _BLOB_GET = re.compile(r"^/v2/.+/blobs/(?P<digest>[a-z0-9]+:[a-f0-9]+)$")
 _SYNC_PATH = "/v2/?regcache-log-sync="
-_PORT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -68,7 +66,7 @@ def hash_password(password: str) -> str:
     return hashed.decode()
 
 
-class Registry:
+class Registry(Service):
     """A ``docker-registry serve`` process on 127.0.0.1:<free port> with storage in ``workdir``.
 
     ``htpasswd`` maps user names to passwords and turns on Basic auth; ``tls`` is a
@@ -115,38 +113,21 @@ class Registry:
         """Start serving; after ``stop`` this restarts on the same port with the same storage."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(exist_ok=True)
-        for attempt in range(_PORT_ATTEMPTS):
-            # JSON is valid YAML, so no YAML library is needed.
-            self.config_path.write_text(json.dumps(self._config(), indent=2))
-            self.process.start()
-            try:
-                self.process.wait_until(self._serving, what="serving")
-                self._started = True
-                return
-            except ProcessError as exc:
-                self.process.stop()
-                lost_port_race = "address already in use" in str(exc)
-                if self._started or not lost_port_race or attempt == _PORT_ATTEMPTS - 1:
-                    raise
-                self.port = free_port()
-            except BaseException:
-                self.process.stop()
-                raise
+        start_on_free_ports(self._start_once, self.process.stop, self._new_port,
+                            restart=self._started)  # fmt: skip
+        self._started = True
+
+    def _start_once(self) -> None:
+        # JSON is valid YAML, so no YAML library is needed.
+        self.config_path.write_text(json.dumps(self._config(), indent=2))
+        self.process.start()
+        self.process.wait_until(self._serving, what="serving")
+
+    def _new_port(self) -> None:
+        self.port = free_port()
 
     def stop(self) -> None:
         self.process.stop()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def requests(self) -> list[AccessEntry]:
         """All requests served so far, in log order, excluding the helper's own marker requests.

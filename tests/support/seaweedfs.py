@@ -22,19 +22,17 @@ import json
 import secrets
 import sysconfig
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from .ports import free_port
-from .process import Process, ProcessError
+from .process import Process, Service, start_on_free_ports
 
 WEED = Path(sysconfig.get_path("scripts")) / "weed"
 REGION = "us-east-1"
 STOP_GRACE = 1.0
-_PORT_ATTEMPTS = 3
 
 
-class SeaweedFS:
+class SeaweedFS(Service):
     """``weed server`` with an S3 gateway at ``endpoint_url``, for ``access_key``/``secret_key``.
 
     After ``stop``, ``start`` runs it again on the same ports with the same data.
@@ -60,22 +58,16 @@ class SeaweedFS:
         for directory in (self.data_dir, self.workdir / "tmp"):
             directory.mkdir(parents=True, exist_ok=True)
         self._write_identities()
-        for attempt in range(_PORT_ATTEMPTS):
-            self.process.argv = self._argv()
-            self.process.start()
-            try:
-                self.process.wait_until(self._serving, what="serving S3")
-                self._started = True
-                return
-            except ProcessError as exc:
-                self.stop()
-                lost_port_race = "address already in use" in str(exc)
-                if self._started or not lost_port_race or attempt == _PORT_ATTEMPTS - 1:
-                    raise
-                self._ports = self._free_ports()
-            except BaseException:
-                self.stop()
-                raise
+        start_on_free_ports(self._start_once, self.stop, self._new_ports, restart=self._started)
+        self._started = True
+
+    def _start_once(self) -> None:
+        self.process.argv = self._argv()
+        self.process.start()
+        self.process.wait_until(self._serving, what="serving S3")
+
+    def _new_ports(self) -> None:
+        self._ports = self._free_ports()
 
     def stop(self) -> None:
         self.process.stop(STOP_GRACE)
@@ -85,18 +77,6 @@ class SeaweedFS:
 
     def logs(self) -> str:
         return self.process.logs()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @staticmethod
     def _free_ports() -> dict[str, int]:

@@ -23,14 +23,15 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import BasicAuth, hdrs, web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+
+from tests.support.process import Service
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
@@ -130,7 +131,7 @@ class TokenRequest:
     status: int
 
 
-class TokenServer:
+class TokenServer(Service):
     """Issues RS256 JWTs for ``GET /token?service=...&scope=repository:NAME:ACTIONS``.
 
     ``users`` maps names to passwords (Basic auth; a wrong one gets 401). ``pull`` maps a user, or
@@ -182,18 +183,6 @@ class TokenServer:
 
     def stop(self) -> None:
         self._server.stop()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def allowed_actions(
         self, user: str | None, repository: str, wanted: Sequence[str]
