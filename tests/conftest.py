@@ -8,6 +8,7 @@ import pytest
 from tests.support.images import PushedImage, seed_registry
 from tests.support.regcache import Regcache, start_regcache
 from tests.support.registry import Registry
+from tests.support.relay import Relay, running_relay
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +21,13 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 @pytest.fixture(scope="session")
 def images(upstream: Registry, tmp_path_factory: pytest.TempPathFactory) -> dict[str, PushedImage]:
     return seed_registry(upstream, tmp_path_factory.mktemp("images"))
+
+
+@pytest.fixture
+def relay(upstream: Registry) -> Iterator[Relay]:
+    """A fault-injecting relay in front of the session's registry."""
+    with running_relay(upstream.url) as running:
+        yield running
 
 
 StartRegcache = Callable[..., Regcache]

@@ -23,7 +23,7 @@ from tests.support.process import wait_for
 from tests.support.redis_server import RedisServer
 from tests.support.regcache import Regcache
 from tests.support.registry import Registry
-from tests.support.relay import Fault, Relay, running_relay
+from tests.support.relay import Fault, Relay
 from tests.support.seaweedfs import SeaweedFS
 
 LOCK_TTL = 3
@@ -39,12 +39,6 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     with RedisServer(tmp_path_factory.mktemp("redis")) as server:
         yield server
-
-
-@pytest.fixture
-def relay(upstream: Registry) -> Iterator[Relay]:
-    with running_relay(upstream.url) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

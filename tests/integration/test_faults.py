@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,7 @@ from tests.integration.test_pull import stored_blobs
 from tests.support.http import connect, request
 from tests.support.images import MiB, PushedImage, push_image
 from tests.support.registry import Registry
-from tests.support.relay import Fault, Relay, running_relay
-
-
-@pytest.fixture
-def relay(upstream: Registry) -> Iterator[Relay]:
-    with running_relay(upstream.url) as running:
-        yield running
+from tests.support.relay import Fault, Relay
 
 
 @pytest.fixture(scope="module")

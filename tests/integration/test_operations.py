@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,7 @@ from tests.support.http import connect, request
 from tests.support.images import MiB, PushedImage, push_image, skopeo_pull
 from tests.support.regcache import Regcache
 from tests.support.registry import Registry
-from tests.support.relay import Fault, Relay, running_relay
-
-
-@pytest.fixture
-def relay(upstream: Registry) -> Iterator[Relay]:
-    with running_relay(upstream.url) as running:
-        yield running
+from tests.support.relay import Fault, Relay
 
 
 @pytest.fixture(scope="module")

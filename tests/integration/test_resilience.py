@@ -18,15 +18,9 @@ from tests.integration.test_pull import MANIFEST_ACCEPT, stored_blobs
 from tests.support.http import connect, request
 from tests.support.images import MiB, PushedImage, assert_same_pulls, push_image, skopeo_pull
 from tests.support.registry import Registry
-from tests.support.relay import Fault, Relay, running_relay
+from tests.support.relay import Fault, Relay
 
 TIMEOUT = 2.0
-
-
-@pytest.fixture
-def relay(upstream: Registry) -> Iterator[Relay]:
-    with running_relay(upstream.url) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

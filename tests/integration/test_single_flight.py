@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,15 +14,9 @@ from tests.conftest import StartRegcache
 from tests.support.http import connect, request
 from tests.support.images import MiB, PushedImage, assert_same_pulls, push_image, skopeo_pull
 from tests.support.registry import Registry
-from tests.support.relay import Fault, Relay, running_relay
+from tests.support.relay import Fault, Relay
 
 CLIENTS = 20
-
-
-@pytest.fixture
-def relay(upstream: Registry) -> Iterator[Relay]:
-    with running_relay(upstream.url) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
