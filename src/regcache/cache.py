@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -41,6 +41,8 @@ UPSTREAM_FAILURES = (UpstreamUnavailable, UpstreamBadResponse, TooManyRequests)
 RESUME_ATTEMPTS = 5
 RESUME_BACKOFF = 0.2
 PEER_WAIT = 600.0
+MANIFEST_MEMORY = 32 * 1024 * 1024
+LINK_MEMORY = 200_000
 
 
 class Source(StrEnum):
@@ -96,7 +98,10 @@ class SharedContent:
         self.download_tasks: set[asyncio.Task[None]] = set()
         self.pins: Counter[Digest] = Counter()
         self.flights: SingleFlight[tuple[str, ...], Any] = SingleFlight()
-        self.evictor = Evictor(store, index, budget, self.in_use, self._reserved, self.metrics)
+        self.manifests = ManifestMemory()
+        self.evictor = Evictor(
+            store, index, budget, self.in_use, self._reserved, self.metrics, self.manifests.forget
+        )
         self.metrics.watch(
             size=lambda: index.total_size,
             budget=lambda: self.evictor.budget,
@@ -147,6 +152,35 @@ class SharedContent:
         return sum(max(d.size or 0, d.written) for d in self.downloads.values())
 
 
+class ManifestMemory:
+    """Recently served manifests in memory: they are small, immutable and asked for often."""
+
+    def __init__(self, budget: int = MANIFEST_MEMORY) -> None:
+        self._budget = budget
+        self._used = 0
+        self._entries: OrderedDict[Digest, ManifestResponse] = OrderedDict()
+
+    def recall(self, digest: Digest) -> ManifestResponse | None:
+        found = self._entries.get(digest)
+        if found is not None:
+            self._entries.move_to_end(digest)
+        return found
+
+    def remember(self, manifest: ManifestResponse) -> None:
+        if manifest.digest in self._entries or len(manifest.body) > self._budget:
+            return
+        self._entries[manifest.digest] = manifest
+        self._used += len(manifest.body)
+        while self._used > self._budget:
+            _, dropped = self._entries.popitem(last=False)
+            self._used -= len(dropped.body)
+
+    def forget(self, digest: Digest) -> None:
+        dropped = self._entries.pop(digest, None)
+        if dropped is not None:
+            self._used -= len(dropped.body)
+
+
 class PullThroughCache:
     """The pull-through logic for one upstream, over the shared content."""
 
@@ -169,6 +203,7 @@ class PullThroughCache:
         self._downloads = content.downloads
         self._download_tasks = content.download_tasks
         self._flights = content.flights
+        self._links: set[tuple[str, Digest]] = set()
 
     async def start(self) -> None:
         for repository in await self.index.open_repositories(self.upstream.name):
@@ -204,12 +239,21 @@ class PullThroughCache:
     ) -> None:
         """Serve cached content only to a client the upstream lets read it through `repository`."""
         identity, _ = self._identity(client)
-        if self.access.allowed(identity, repository) and await self.index.linked(
-            self.upstream.name, repository, digest
-        ):
+        if self.access.allowed(identity, repository) and await self._linked(repository, digest):
             return
         await check()
         await self._confirmed(repository, client, digest)
+
+    async def _linked(self, repository: str, digest: Digest) -> bool:
+        """Whether `digest` is known to belong to `repository` (links are never taken back)."""
+        if (repository, digest) in self._links:
+            return True
+        if not await self.index.linked(self.upstream.name, repository, digest):
+            return False
+        if len(self._links) >= LINK_MEMORY:
+            self._links.clear()
+        self._links.add((repository, digest))
+        return True
 
     # -- manifests -------------------------------------------------------------------------
 
@@ -328,9 +372,14 @@ class PullThroughCache:
             await self.index.add_content(fetched.digest, blob.size, fetched.media_type, time.time())
             await self.evictor.make_room()
         await self._confirmed(repository, client, fetched.digest, *_referenced(fetched.body))
+        self.content.manifests.remember(fetched)
         return fetched
 
     async def _stored_manifest(self, digest: Digest) -> ManifestResponse | None:
+        remembered = self.content.manifests.recall(digest)
+        if remembered is not None:
+            self.index.touch(digest, time.time())
+            return remembered
         entry = await self.index.content(digest)
         if entry is None or entry.media_type not in MANIFEST_TYPES:
             return None
@@ -340,7 +389,9 @@ class PullThroughCache:
             await self.index.remove_content(digest)
             return None
         self.index.touch(digest, time.time())
-        return ManifestResponse(body, entry.media_type, digest)
+        manifest = ManifestResponse(body, entry.media_type, digest)
+        self.content.manifests.remember(manifest)
+        return manifest
 
     def _answer(
         self,

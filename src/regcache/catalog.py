@@ -123,6 +123,7 @@ async def _delete(content: SharedContent, entries: list[ContentEntry]) -> Remova
             continue
         if not await content.index.remove_content(entry.digest):
             continue  # another node removed it first
+        content.manifests.forget(entry.digest)
         await content.store.delete(entry.digest)
         removed += 1
         freed += entry.size

@@ -27,6 +27,7 @@ class Evictor:
         in_use: Callable[[Digest], Awaitable[bool]],
         reserved: Callable[[], int],
         metrics: Metrics,
+        forget: Callable[[Digest], None],
     ) -> None:
         self.budget = budget
         self._store = store
@@ -34,6 +35,7 @@ class Evictor:
         self._in_use = in_use
         self._reserved = reserved
         self._metrics = metrics
+        self._forget = forget
 
     async def over_budget(self, incoming: int = 0) -> int:
         return await self._index.total() + self._reserved() + incoming - self.budget
@@ -51,6 +53,7 @@ class Evictor:
             # The index says who removes it: with a shared index, exactly one node does.
             if not await self._index.remove_content(entry.digest):
                 continue
+            self._forget(entry.digest)
             await self._store.delete(entry.digest)
             self._metrics.evictions.inc()
             self._metrics.evicted_bytes.inc(entry.size)
