@@ -209,10 +209,6 @@ class PullThroughCache:
         for repository in await self.index.open_repositories(self.upstream.name):
             self.access.mark_open(repository)
 
-    @property
-    def downloads(self) -> dict[Digest, Download]:
-        return self._downloads
-
     # -- access ----------------------------------------------------------------------------
 
     def _identity(self, client: Credentials | None) -> tuple[str, bool]:
@@ -228,7 +224,9 @@ class PullThroughCache:
             await self.index.mark_open(self.upstream.name, repository)
         self.access.confirm(identity, repository, is_default=is_default)
         for digest in digests:
-            await self.index.link(self.upstream.name, repository, digest)
+            if (repository, digest) not in self._links:
+                await self.index.link(self.upstream.name, repository, digest)
+                self._remember_link(repository, digest)
 
     async def _authorize(
         self,
@@ -250,10 +248,13 @@ class PullThroughCache:
             return True
         if not await self.index.linked(self.upstream.name, repository, digest):
             return False
+        self._remember_link(repository, digest)
+        return True
+
+    def _remember_link(self, repository: str, digest: Digest) -> None:
         if len(self._links) >= LINK_MEMORY:
             self._links.clear()
         self._links.add((repository, digest))
-        return True
 
     # -- manifests -------------------------------------------------------------------------
 
