@@ -81,13 +81,13 @@ async def measured(request: web.Request, handler: Handler) -> web.StreamResponse
     response = await handler(request)
     metrics = request.app[METRICS_KEY]
     route = request.get(ROUTE_LABEL, "other")
-    metrics.requests.labels(route, request.method, str(response.status)).inc()
+    metrics.child(metrics.requests, route, request.method, str(response.status)).inc()
     cache = response.headers.get("X-Cache")
     if cache in CACHE_RESULTS and response.status in (200, 206):
-        metrics.responses.labels(route, cache).inc()
+        metrics.child(metrics.responses, route, cache).inc()
         if request.method == "GET":
             source = "cache" if cache in SERVED_FROM_CACHE else "upstream"
-            metrics.client_bytes.labels(source).inc(response.content_length or 0)
+            metrics.child(metrics.client_bytes, source).inc(response.content_length or 0)
     return response
 
 

@@ -118,16 +118,19 @@ def admin_token(settings: Settings) -> str:
 
 
 async def _start_site(
-    runner: web.AppRunner, host: str, port: int, context: ssl.SSLContext | None, label: str
+    runner: web.AppRunner, host: str, port: int, context: ssl.SSLContext | None
 ) -> None:
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=context, reuse_address=True)
     await site.start()
-    scheme = "https" if context else "http"
+
+
+def _announce(runner: web.AppRunner, label: str, tls: bool) -> None:
+    """Said once every listener is bound: whoever waits for it may connect."""
+    scheme = "https" if tls else "http"
     for address in runner.addresses:
-        bound_host, bound_port = address[:2]
-        print(f"{label} listening on {scheme}://{bound_host}:{bound_port}", file=sys.stderr,
-              flush=True)  # fmt: skip
+        host, port = address[:2]
+        print(f"{label} listening on {scheme}://{host}:{port}", file=sys.stderr, flush=True)
 
 
 async def serve(settings: Settings) -> None:
@@ -146,15 +149,21 @@ async def serve(settings: Settings) -> None:
             shutdown_timeout=SHUTDOWN_GRACE,
         )
         runners = [runner]
-        await _start_site(
-            runner, settings.listen_host, settings.listen_port, tls_context(settings), "regcache"
-        )
-        if settings.admin_host is not None and not settings.admin_public:
-            admin_runner = web.AppRunner(admin_app, access_log=None)
-            runners.append(admin_runner)
+        try:
             await _start_site(
-                admin_runner, settings.admin_host, settings.admin_port, None, "regcache admin"
+                runner, settings.listen_host, settings.listen_port, tls_context(settings)
             )
+            if settings.admin_host is not None and not settings.admin_public:
+                admin_runner = web.AppRunner(admin_app, access_log=None)
+                runners.append(admin_runner)
+                await _start_site(admin_runner, settings.admin_host, settings.admin_port, None)
+        except BaseException:
+            for each in runners:
+                await each.cleanup()
+            raise
+        _announce(runner, "regcache", settings.tls)
+        if len(runners) > 1:
+            _announce(runners[1], "regcache admin", False)
         sampler = asyncio.create_task(admin.run_sampler())
         for upstream in settings.upstreams:
             default = " (default)" if upstream.name == settings.default_upstream else ""
