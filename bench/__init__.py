@@ -1,0 +1,1 @@
+"""The regcache benchmark harness: `python -m bench` (see bench/README.md)."""
