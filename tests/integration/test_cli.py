@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,17 @@ def test_version() -> None:
     result = run("--version")
     assert result.returncode == 0
     assert result.stdout.startswith("regcache ")
+
+
+def test_a_taken_port_is_an_error_before_any_listening_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(
+            "serve", "--listen", "127.0.0.1:0", "--admin-listen", f"127.0.0.1:{port}",
+            "--cache-dir", str(tmp_path / "cache"), "--upstream", "http://127.0.0.1:9",
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert "address already in use" in result.stderr
+    assert "listening on" not in result.stderr
