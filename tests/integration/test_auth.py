@@ -376,6 +376,7 @@ def test_logs_hold_no_secrets(
     Its requests assert nothing, so that the check runs even where other tests fail.
     """
     debug = {"REGCACHE_LOG_LEVEL": "debug"}
+    exposed: dict[Path, str] = {}  # what the admin listener shows: metrics, stats, images
     for upstream in (basic, token):
         image = upstream.images["private/app"]
         for env in ({**debug, **configured(ALICE)}, debug):
@@ -383,6 +384,10 @@ def test_logs_hold_no_secrets(
             for headers in (basic_auth(ALICE), basic_auth(WRONG), {}):
                 request(server.url, "GET", "/v2/", headers)
                 get_cached(server, image, headers)
+            exposed[server.log_path] = "".join(
+                request(server.admin_url, "GET", path).body.decode()
+                for path in ("/metrics", "/api/stats", "/api/images")
+            )
 
     secrets_by_kind: dict[str, list[str]] = {
         "password": [creds[1] for creds in EVERYONE],
@@ -394,9 +399,11 @@ def test_logs_hold_no_secrets(
     logs = {server.log_path: server.log() for server in started}
     assert all("regcache listening" in log for log in logs.values())
     leaks = [
-        f"a {kind} in {path}"
-        for path, log in logs.items()
+        f"a {kind} in {where} of {path}"
+        for where, texts in (("the log", logs), ("the admin API", exposed))
+        for path, text in texts.items()
         for kind, values in secrets_by_kind.items()
-        if any(value in log for value in values)
+        if any(value in text for value in values)
     ]
+    assert exposed
     assert leaks == []
