@@ -272,7 +272,7 @@ async def _send_streaming(request: web.Request, found: StreamingBlob) -> web.Str
             try:
                 while end < 0 or position < end:
                     available = await download.wait_readable(position)
-                    if available == position:  # committed, and nothing more: the end
+                    if available == position:  # verified, and nothing more: the end
                         break
                     stop = available if end < 0 else min(available, end)
                     if position < download.on_disk:

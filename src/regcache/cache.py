@@ -41,6 +41,7 @@ UPSTREAM_FAILURES = (UpstreamUnavailable, UpstreamBadResponse, TooManyRequests)
 RESUME_ATTEMPTS = 5
 RESUME_BACKOFF = 0.2
 PEER_WAIT = 600.0
+CLOSE_GRACE = 30.0
 MANIFEST_MEMORY = 32 * 1024 * 1024
 LINK_MEMORY = 200_000
 
@@ -121,7 +122,10 @@ class SharedContent:
             await self.index.add_content(blob.digest, blob.size, None, blob.mtime)
         await self.evictor.make_room()
 
-    async def close(self) -> None:
+    async def close(self, grace: float = CLOSE_GRACE) -> None:
+        """Let downloads under way finish (bounded), so what clients got is kept; then stop."""
+        if self.download_tasks:
+            await asyncio.wait(set(self.download_tasks), timeout=grace)
         for task in list(self.download_tasks):
             task.cancel()
         await asyncio.gather(*self.download_tasks, return_exceptions=True)
@@ -149,7 +153,7 @@ class SharedContent:
         return await self.cluster.pinned(digest) or await self.cluster.locked(digest)
 
     def _reserved(self) -> int:
-        return sum(max(d.size or 0, d.written) for d in self.downloads.values())
+        return sum(max(d.size or 0, d.written) for d in self.downloads.values() if not d.indexed)
 
 
 class ManifestMemory:
@@ -535,10 +539,15 @@ class PullThroughCache:
                     f"the upstream sent {writer.size} of {download.size} bytes"
                 )
             try:
-                stored = await writer.commit(digest)
+                writer.verify(digest)
             except DigestMismatch as exc:
                 log.error("blob %s from upstream failed verification: %s", digest, exc)
                 raise UpstreamBadResponse("the upstream's blob does not match its digest") from None
+            except StoreFailed:
+                pass  # the bytes are right, and not kept: the commit says so below
+            download.verify()  # clients get their last byte now, not after the fsync
+            try:
+                stored = await writer.commit(digest)
             except StoreFailed as exc:
                 # The bytes were right: the clients get them, the cache keeps nothing.
                 log.error("blob %s was served but not kept: %s", digest, exc)
@@ -547,10 +556,11 @@ class PullThroughCache:
                 download.commit()
                 return
             await self.index.add_content(digest, stored.size, None, time.time())
+            download.indexed = True  # counted by the index now, not as a reservation
             await self._confirmed(repository, client, digest)
+            await self.evictor.make_room()  # still registered: it cannot evict itself
             del self._downloads[digest]
             download.commit()
-            await self.evictor.make_room()
         except BaseException as exc:
             writer.abort()
             self._downloads.pop(digest, None)

@@ -19,8 +19,8 @@ SPILL_LIMIT = 16 * 1024 * 1024
 class Download:
     """Progress of one upstream download into a `BlobWriter`.
 
-    Readers see at most `readable()` bytes: all but the last byte until the blob is verified and
-    committed, so that a body which turns out wrong can never reach a client as a complete one.
+    Readers see at most `readable()` bytes: all but the last byte until the bytes matched their
+    digest, so that a body which turns out wrong can never reach a client as a complete one.
 
     Bytes the writer could not put on disk (disk full) are kept in memory instead, as `spill`,
     until every reader has passed them: the transfer still reaches its clients, paced by the
@@ -37,6 +37,8 @@ class Download:
         self.size: int | None = None
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.committed = False
+        self.verified = False
+        self.indexed = False
         self.error: BaseException | None = None
         self.readers = 0
         # Held from the start, as a backend may delete its file at commit while readers still
@@ -56,9 +58,15 @@ class Download:
         return self.writer.size
 
     def readable(self) -> int:
-        if self.committed:
+        if self.verified or self.committed:
             return self.written
         return max(self.written - 1, 0)
+
+    def verify(self) -> None:
+        """The bytes matched their digest: readers may have the last one (keeping them may
+        still take a moment)."""
+        self.verified = True
+        self.progressed()
 
     def start(self, size: int | None) -> None:
         self.size = size
@@ -131,7 +139,7 @@ class Download:
             self._fd = None
 
     def commit(self) -> None:
-        self.committed = True
+        self.committed = self.verified = True
         self.progressed()
         self._close_when_unused()
 
@@ -156,7 +164,7 @@ class Download:
             if self.error is not None:
                 raise DownloadFailed(str(self.error)) from self.error
             available = self.readable()
-            if available > offset or (self.committed and available >= offset):
+            if available > offset or (self.verified and available >= offset):
                 return available
             await self._changed.wait()
 

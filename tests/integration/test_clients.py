@@ -63,7 +63,7 @@ def test_ctr_pulls_through_a_hosts_toml_mirror(
     containerd.pull(f"{upstream.host}/{image.ref}", hosts_dir=hosts)
     assert set(image.blob_digests) <= containerd.content_digests()
     assert upstream.blob_gets() == before + len(image.blob_digests)
-    assert set(image.blob_digests) <= stored_blobs(regcache.cache_dir), "the mirror was used"
+    assert set(image.blob_digests) <= stored_blobs(regcache), "the mirror was used"
 
 
 @pytest.mark.parametrize("ref", ["library/docker-img:latest", "multi/docker-list:latest"])

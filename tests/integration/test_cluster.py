@@ -139,6 +139,7 @@ def test_a_node_killed_mid_download_is_taken_over_after_the_lock_expires(
     waiter.join(120)
     assert [hashlib.sha256(body).hexdigest() for body in bodies] == [layer[7:]]
     assert blob_fetches(relay)[layer] == 2, "A's download, then B's after the lock expired"
+    nodes.b.settle()
     again = request(nodes.b.url, "GET", path)
     assert again.headers["X-Cache"] == "HIT"
 
@@ -150,6 +151,7 @@ def test_presigned_redirects_let_the_store_serve_the_bytes(
     env = {**cluster_env(seaweed, redis_server), "REGCACHE_STORAGE_REDIRECT": "true"}
     node = start(relay.url, cache_dir=tmp_path / "node", env=env)
     skopeo_pull(f"docker://{node.host}/{image.ref}", tmp_path / "cold")
+    node.settle()
     layer = image.blob_digests[1]
     answer = request(node.url, "GET", f"/v2/{image.name}/blobs/{layer}")
     assert answer.status == 307

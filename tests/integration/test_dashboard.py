@@ -680,6 +680,7 @@ def live(
         small, layer = image.blob_digests[0], image.blob_digests[1]
         for _ in ("miss", "hit"):
             assert request(server.url, "GET", f"/v2/{image.name}/blobs/{small}").status == 200
+            server.settle()
         main.reset(Fault(stall_after=256 * 1024, times=1))
         pull = threading.Thread(
             target=lambda: request(server.url, "GET", f"/v2/{image.name}/blobs/{layer}")

@@ -40,13 +40,13 @@ def test_a_blob_that_does_not_match_its_digest_is_not_kept(
         response.read()
     conn.close()
     assert len(caught.value.partial) < expected
-    assert big_image.blob_digests[-1] not in stored_blobs(server.cache_dir)
+    assert big_image.blob_digests[-1] not in stored_blobs(server)
     assert list((server.cache_dir / "tmp").iterdir()) == []
 
     again = request(server.url, "GET", layer_path(big_image))
     assert again.status == 200
     assert again.headers["X-Cache"] == "MISS"
-    assert big_image.blob_digests[-1] in stored_blobs(server.cache_dir)
+    assert big_image.blob_digests[-1] in stored_blobs(server)
 
 
 def test_a_client_that_goes_away_mid_blob_does_not_stop_the_download(
@@ -67,7 +67,7 @@ def test_a_client_that_goes_away_mid_blob_does_not_stop_the_download(
     assert later.status == 200
     assert later.headers["X-Cache"] in ("HIT", "COALESCED")
     assert len(relay.blob_requests) == 1, "the first download must have gone on and been kept"
-    assert big_image.blob_digests[-1] in stored_blobs(server.cache_dir)
+    assert big_image.blob_digests[-1] in stored_blobs(server)
 
 
 def test_the_budget_evicts_least_recently_used_blobs(
@@ -80,7 +80,7 @@ def test_the_budget_evicts_least_recently_used_blobs(
         for digest in image.blob_digests:
             answer = request(server.url, "GET", f"/v2/{image.name}/blobs/{digest}")
             assert answer.status == 200
-    kept = stored_blobs(server.cache_dir)
+    kept = stored_blobs(server)
     used = sum(p.stat().st_size for p in (server.cache_dir / "blobs").glob("sha256/*/*"))
     assert used <= budget
     assert set(second.blob_digests) <= kept, "the most recent blobs stay"

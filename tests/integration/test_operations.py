@@ -52,6 +52,7 @@ def test_every_command_against_a_running_cache(
     server = start(upstream.url)
     skopeo_pull(f"docker://{server.host}/{ops_image.ref}", tmp_path / "pulled")
     skopeo_pull(f"docker://{server.host}/{ops_image.ref}", tmp_path / "again")
+    server.settle()
 
     status = cli(server, "status")
     assert status.returncode == 0
@@ -82,12 +83,12 @@ def test_every_command_against_a_running_cache(
     corrupt = cli(server, "verify")
     assert corrupt.returncode == 1
     assert "corrupt 1" in corrupt.stdout
-    assert layer not in stored_blobs(server.cache_dir)
+    assert layer not in stored_blobs(server)
 
     prefetched = cli(server, "prefetch", "multi/oci-index:latest", images["oci/oci-img:v1"].ref)
     assert prefetched.returncode == 0, prefetched.stderr
     index = images["multi/oci-index:latest"]
-    assert set(index.blob_digests) <= stored_blobs(server.cache_dir), "every platform"
+    assert set(index.blob_digests) <= stored_blobs(server), "every platform"
     assert "0 errors" in prefetched.stdout
     listed = tmp_path / "images.txt"
     listed.write_text("# warm these\nnope/missing:v1\n")
@@ -96,10 +97,10 @@ def test_every_command_against_a_running_cache(
 
     removed = cli_json(server, "rm", "multi/oci-index")
     assert isinstance(removed, dict) and removed["removed"] > 0
-    assert not set(index.blob_digests) & stored_blobs(server.cache_dir)
+    assert not set(index.blob_digests) & stored_blobs(server)
     purged = cli_json(server, "purge", "--older-than", "2999-01-01")
     assert isinstance(purged, dict) and purged["removed"] > 0
-    assert stored_blobs(server.cache_dir) == set()
+    assert stored_blobs(server) == set()
 
 
 def _manifest_size(server: Regcache, image: PushedImage) -> int:
@@ -150,6 +151,7 @@ def test_metrics_and_access_log_after_hits_misses_and_coalesced_pulls(
     manifest_path = f"/v2/{ops_image.name}/manifests/{ops_image.manifest_digest}"
 
     first = request(server.url, "GET", small_path)
+    server.settle()
     second = request(server.url, "GET", small_path)
     relay.reset(Fault(stall_after=MiB, times=1))
     bodies: list[bytes] = []

@@ -27,8 +27,11 @@ DOCKER_ONLY = (
 )
 
 
-def stored_blobs(cache_dir: Path) -> set[str]:
-    return {"sha256:" + path.name for path in (cache_dir / "blobs").glob("sha256/*/*")}
+def stored_blobs(server: Regcache, *, settle: bool = True) -> set[str]:
+    """The blobs a regcache keeps, once its downloads are over (`settle=False`: it is dead)."""
+    if settle:
+        server.settle()
+    return {"sha256:" + path.name for path in (server.cache_dir / "blobs").glob("sha256/*/*")}
 
 
 @pytest.mark.parametrize(
@@ -46,7 +49,7 @@ def test_skopeo_cold_then_warm_is_identical_to_a_direct_pull(
     skopeo_pull(f"docker://{upstream.host}/{ref}", tmp_path / "direct", all_images=True)
     skopeo_pull(f"docker://{regcache.host}/{ref}", tmp_path / "cold", all_images=True)
     assert_same_pulls(tmp_path / "direct", tmp_path / "cold")
-    assert set(image.blob_digests) <= stored_blobs(regcache.cache_dir)
+    assert set(image.blob_digests) <= stored_blobs(regcache)
 
     before = upstream.blob_gets()
     skopeo_pull(f"docker://{regcache.host}/{ref}", tmp_path / "warm", all_images=True)
@@ -65,6 +68,7 @@ def test_same_blob_through_two_repositories_is_stored_once(
     )
     assert mount.status == 201
     first = request(regcache.url, "GET", f"/v2/{image.name}/blobs/{layer}")
+    regcache.settle()
     gets = upstream.blob_gets(layer)
     second = request(regcache.url, "GET", f"/v2/other/copy/blobs/{layer}")
     assert first.status == second.status == 200
@@ -72,7 +76,7 @@ def test_same_blob_through_two_repositories_is_stored_once(
     assert hashlib.sha256(second.body).hexdigest() == layer.split(":")[1]
     assert second.headers["X-Cache"] == "HIT"
     assert upstream.blob_gets(layer) == gets
-    assert len([p for p in stored_blobs(regcache.cache_dir) if p == layer]) == 1
+    assert len([p for p in stored_blobs(regcache) if p == layer]) == 1
 
 
 def test_docker_only_accept_never_gets_an_oci_manifest(
@@ -148,10 +152,11 @@ def test_blob_head_and_ranges(
     assert cold_range.status == 206
     assert cold_range.body == direct[10:100]
     assert cold_range.headers["Content-Range"] == f"bytes 10-99/{size}"
-    # The whole body ends only once the download is verified and kept.
+    # The whole body ends only once the download is verified.
     whole = request(regcache.url, "GET", path)
     assert (whole.status, whole.body) == (200, direct)
     assert upstream.blob_gets(layer) == gets + 1
+    regcache.settle()
 
     for header, expected in (("bytes=0-0", direct[:1]), ("bytes=-5", direct[-5:]),
                              (f"bytes={size - 3}-", direct[-3:])):  # fmt: skip

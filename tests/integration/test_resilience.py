@@ -68,6 +68,7 @@ def test_a_stopped_upstream(
     layer = f"/v2/{image.name}/blobs/{image.blob_digests[-1]}"
     assert request(server.url, "GET", tag_path, {"Accept": MANIFEST_ACCEPT}).status == 200
     assert request(server.url, "GET", layer).status == 200
+    server.settle()
     upstream.stop()
     try:
         _, status, headers, _ = timed_request(server.url, tag_path)
@@ -136,7 +137,7 @@ def test_kill_9_during_a_cold_pull_then_restart(
 
     again = start(relay.url, cache_dir=server.cache_dir)
     assert list((server.cache_dir / "tmp").iterdir()) == []
-    for stored in stored_blobs(server.cache_dir):
+    for stored in stored_blobs(server, settle=False):
         data = (server.cache_dir / "blobs" / "sha256" / stored[7:9] / stored[7:]).read_bytes()
         assert f"sha256:{hashlib.sha256(data).hexdigest()}" == stored, "only verified blobs"
     skopeo_pull(f"docker://{again.host}/{image.ref}", tmp_path / "after")
@@ -171,6 +172,7 @@ def test_eviction_under_a_small_budget_while_pulls_run(
         jobs = [pool.submit(pull, ref, n) for n in range(2) for ref in images]
         for job in jobs:
             job.result()  # no pull failed
+    server.settle()
     used = sum(p.stat().st_size for p in (server.cache_dir / "blobs").glob("sha256/*/*"))
     assert used <= budget
 
@@ -194,10 +196,10 @@ def test_disk_full_still_serves_the_client_and_keeps_nothing(
     got = request(server.url, "GET", f"/v2/{image.name}/blobs/{layer}")
     assert got.status == 200
     assert hashlib.sha256(got.body).hexdigest() == layer.split(":")[1]
-    assert layer not in stored_blobs(server.cache_dir)
+    assert layer not in stored_blobs(server)
     assert list((server.cache_dir / "tmp").iterdir()) == []
     assert "not kept" in server.log()
     small = image.blob_digests[-1]
     again = request(server.url, "GET", f"/v2/{image.name}/blobs/{small}")
     assert again.status == 200, "the server keeps serving"
-    assert small in stored_blobs(server.cache_dir)
+    assert small in stored_blobs(server)

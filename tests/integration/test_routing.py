@@ -79,7 +79,7 @@ def test_containerd_hosts_toml_from_client_config_routes_by_ns(
             before = registry.blob_gets()
             containerd.pull(f"{registry.host}/{image.ref}", hosts_dir=hosts)
             assert set(image.blob_digests) <= containerd.content_digests()
-            assert set(image.blob_digests) <= stored_blobs(server.cache_dir)
+            assert set(image.blob_digests) <= stored_blobs(server)
             assert registry.blob_gets() - before == len(image.blob_digests)
 
 
@@ -100,7 +100,7 @@ def test_skopeo_and_podman_through_path_prefix_mirrors(
              "--storage-driver", "vfs", "pull", "--quiet", f"{site.a.host}/{site.app_a.ref}"],
             env=env,
         )  # fmt: skip
-    assert set(site.app_a.blob_digests) <= stored_blobs(server.cache_dir), "through the mirror"
+    assert set(site.app_a.blob_digests) <= stored_blobs(server), "through the mirror"
     assert site.a.blob_gets() - before == len(site.app_a.blob_digests)
 
 
@@ -108,7 +108,7 @@ def test_skopeo_and_podman_through_path_prefix_mirrors(
 def test_dockerd_through_the_default_upstream(site: Site, server: Regcache, tmp_path: Path) -> None:
     with Dockerd(tmp_path / "dockerd", registry_mirrors=[server.url]) as dockerd:
         dockerd.pull(site.app_a.ref)  # a docker.io reference: the mirror's default upstream
-        assert set(site.app_a.blob_digests) <= stored_blobs(server.cache_dir)
+        assert set(site.app_a.blob_digests) <= stored_blobs(server)
 
 
 def test_same_blob_from_two_upstreams_is_stored_once(

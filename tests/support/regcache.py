@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.process import wait_for
 
 READY = re.compile(r"regcache listening on (https?)://([\d.]+):(\d+)")
 ADMIN_READY = re.compile(r"regcache admin listening on (http://[\d.]+:\d+)")
@@ -37,6 +41,19 @@ class Regcache:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait (bounded) until no download is under way: what clients got is kept by then.
+
+        A client gets its last byte once the bytes matched their digest, a moment before they
+        are synced and renamed into place.
+        """
+
+        def idle() -> bool:
+            stats = json.loads(urllib.request.urlopen(self.admin_url + "/api/stats").read())
+            return not stats["downloads"]
+
+        wait_for(idle, timeout=timeout, what="the downloads to be kept")
 
     def kill(self) -> None:
         """`kill -9`: no cleanup of any kind."""

@@ -52,6 +52,9 @@ class BlobWriter(Protocol):
     def write(self, data: bytes) -> None:
         """Hash and store `data`; a storage failure is kept for `commit`, not raised here."""
 
+    def verify(self, digest: Digest) -> None:
+        """DigestMismatch for wrong bytes, StoreFailed for right bytes that missed the disk."""
+
     async def commit(self, digest: Digest) -> StoredBlob:
         """Verify and keep: DigestMismatch for wrong bytes, StoreFailed when they could not be
         kept; either way nothing stays behind."""

@@ -38,6 +38,9 @@ class FileWriter:
     def write(self, data: bytes) -> None:
         self._file.write(data)
 
+    def verify(self, digest: Digest) -> None:
+        self._file.verify(digest)
+
     async def commit(self, digest: Digest) -> StoredBlob:
         assert self._file.open, "commit after close"
         try:

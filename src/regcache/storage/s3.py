@@ -126,12 +126,15 @@ class S3Writer:
         if self._file.write(data) and self._key is not None:
             self._upload_parts(self._key, final=False)
 
+    def verify(self, digest: Digest) -> None:
+        if self._expected not in (None, digest):
+            raise DigestMismatch(digest, "another blob's", self._file.size)
+        self._file.verify(digest)
+
     async def commit(self, digest: Digest) -> StoredBlob:
         assert self._file.open, "commit after close"
         try:
-            if self._expected not in (None, digest):
-                raise DigestMismatch(digest, "another blob's", self._file.size)
-            self._file.verify(digest)
+            self.verify(digest)
         except BaseException:
             await self._discard()
             raise

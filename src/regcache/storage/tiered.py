@@ -42,6 +42,9 @@ class TieredWriter:
     def write(self, data: bytes) -> None:
         self._inner.write(data)
 
+    def verify(self, digest: Digest) -> None:
+        self._inner.verify(digest)
+
     async def commit(self, digest: Digest) -> StoredBlob:
         keep = self._tiered.spare_path()
         with contextlib.suppress(OSError):
