@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from regcache.cluster import Cluster
 from regcache.config import Settings
 from regcache.index import Index, SqliteIndex
 from regcache.storage import BlobStore, FilesystemStore
+
+if TYPE_CHECKING:  # S3 and Redis need the optional clients: imported only when configured
+    from regcache.cluster import Cluster
 
 
 @dataclass
@@ -53,6 +56,7 @@ async def open_backends(settings: Settings) -> AsyncIterator[Backends]:
         index: Index
         cluster: Cluster | None = None
         if settings.index_backend == "redis" and settings.redis_url:
+            from regcache.cluster import Cluster
             from regcache.index.redis import RedisIndex
 
             index = RedisIndex(settings.redis_url, settings.redis_prefix)

@@ -12,10 +12,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regcache.access import AccessCache
-from regcache.cluster import Cluster, Lease
 from regcache.download import SPILL_LIMIT, Download, DownloadFailed
 from regcache.errors import (
     ManifestUnknown,
@@ -33,6 +32,9 @@ from regcache.reference import Digest, is_digest
 from regcache.singleflight import SingleFlight
 from regcache.storage import BlobStore, DigestMismatch, StoreFailed
 from regcache.upstream import Credentials, ManifestResponse, UpstreamClient
+
+if TYPE_CHECKING:  # the cluster needs the optional Redis client
+    from regcache.cluster import Cluster, Lease
 
 log = logging.getLogger(__name__)
 

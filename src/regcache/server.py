@@ -161,6 +161,10 @@ async def serve(settings: Settings) -> None:
             for each in runners:
                 await each.cleanup()
             raise
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)  # before anyone is told we are ready
         _announce(runner, "regcache", settings.tls)
         if len(runners) > 1:
             _announce(runners[1], "regcache admin", False)
@@ -169,10 +173,6 @@ async def serve(settings: Settings) -> None:
             default = " (default)" if upstream.name == settings.default_upstream else ""
             log.info("upstream %s: %s%s", upstream.name, upstream.url, default)
         log.info("cache %s, budget %d bytes", settings.cache_dir, settings.cache_size)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
         try:
             await stop.wait()
             log.info("stopping: no new connections; running transfers may finish")

@@ -72,3 +72,37 @@ def test_a_taken_port_is_an_error_before_any_listening_line(tmp_path: Path) -> N
     assert result.returncode == 1
     assert "address already in use" in result.stderr
     assert "listening on" not in result.stderr
+
+
+WITHOUT_CLUSTER_CLIENTS = """
+import importlib.abc, sys
+
+class Missing(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("redis", "aiobotocore", "botocore"):
+            raise ImportError(f"{name} is not installed")
+        return None
+
+sys.meta_path.insert(0, Missing())
+from regcache.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_the_default_install_serves_without_the_cluster_clients(tmp_path: Path) -> None:
+    """`pip install regcache` has no Redis or S3 client: the default setup must not need them."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", WITHOUT_CLUSTER_CLIENTS, "serve", "--listen", "127.0.0.1:0",
+         "--admin-listen", "127.0.0.1:0", "--cache-dir", str(tmp_path / "cache"),
+         "--upstream", "http://127.0.0.1:9"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stderr is not None
+    with process.stderr:
+        try:
+            first = process.stderr.readline()
+            assert first.startswith("regcache listening on http://127.0.0.1:"), first
+        finally:
+            process.terminate()
+            process.wait(30)
+    assert process.returncode == 0
