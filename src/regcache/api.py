@@ -10,7 +10,7 @@ from typing import IO
 
 from aiohttp import web
 
-from regcache.cache import PullThroughCache, Source, StoredBlob, StreamingBlob
+from regcache.cache import CachedBlob, PullThroughCache, Source, StreamingBlob
 from regcache.clientauth import Htpasswd
 from regcache.download import DownloadFailed
 from regcache.errors import (
@@ -38,8 +38,8 @@ ROUTER_KEY: web.AppKey[Router] = web.AppKey("router", Router)
 HTPASSWD_KEY: web.AppKey[Htpasswd | None] = web.AppKey("htpasswd")
 METRICS_KEY: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 ROUTE_LABEL = "regcache.route"
-SERVED_FROM_CACHE = ("HIT", "STALE")
-CACHE_RESULTS = ("HIT", "MISS", "COALESCED", "STALE")
+SERVED_FROM_CACHE = (Source.HIT, Source.STALE)
+CACHE_RESULTS = frozenset(Source)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -180,7 +180,7 @@ async def blob(request: web.Request, route: Route, target: Target) -> web.Stream
     client = client_credentials(request)
     if request.method == "HEAD":
         size = await cache.blob_size(target.repository, digest, client)
-        response = web.StreamResponse(headers=_blob_headers(digest, size, "HEAD"))
+        response = web.StreamResponse(headers=_blob_headers(digest, "HEAD"))
         response.content_length = size
         return response
     found = await cache.blob(target.repository, digest, client)
@@ -211,7 +211,7 @@ _HANDLERS: dict[Endpoint, RouteHandler] = {
 }
 
 
-def _blob_headers(digest: Digest, size: int, source: str) -> dict[str, str]:
+def _blob_headers(digest: Digest, source: str) -> dict[str, str]:
     return {
         "Content-Type": BLOB_TYPE,
         "Docker-Content-Digest": str(digest),
@@ -226,7 +226,7 @@ async def _start(
     request: web.Request, digest: Digest, size: int | None, source: str
 ) -> tuple[web.StreamResponse, ByteRange]:
     """Headers for a blob body (whole, or the asked-for range); returns the span to send."""
-    headers = _blob_headers(digest, size or 0, source)
+    headers = _blob_headers(digest, source)
     span = parse_range(request.headers.get("Range"), size) if size is not None else None
     response = web.StreamResponse(status=206 if span else 200, headers=headers | API_VERSION)
     if span is not None and size is not None:
@@ -241,7 +241,7 @@ async def _start(
 
 
 async def _send_stored(
-    request: web.Request, file: IO[bytes], found: StoredBlob
+    request: web.Request, file: IO[bytes], found: CachedBlob
 ) -> web.StreamResponse:
     response, span = await _start(request, found.digest, found.size, Source.HIT)
     if span.length > 0:
@@ -251,7 +251,7 @@ async def _send_stored(
 
 
 async def _send_from_store(
-    request: web.Request, cache: PullThroughCache, found: StoredBlob
+    request: web.Request, cache: PullThroughCache, found: CachedBlob
 ) -> web.StreamResponse:
     """A stored blob without a local file (an object store): streamed through this node."""
     response, span = await _start(request, found.digest, found.size, Source.HIT)

@@ -65,7 +65,7 @@ class Manifest:
 
 
 @dataclass(frozen=True)
-class StoredBlob:
+class CachedBlob:
     digest: Digest
     path: Path | None  # a local file to send with sendfile; None: read it from the store
     size: int
@@ -420,7 +420,7 @@ class PullThroughCache:
 
     async def blob(
         self, repository: str, digest: Digest, client: Credentials | None
-    ) -> StoredBlob | StreamingBlob:
+    ) -> CachedBlob | StreamingBlob:
         """The blob from storage, or a download (new or joined) that readers follow as it grows."""
         authorized = False
         while True:
@@ -477,13 +477,13 @@ class PullThroughCache:
             repository, digest, client, lambda: self.upstream.head_blob(repository, digest, client)
         )
 
-    async def _stored_blob(self, digest: Digest) -> StoredBlob | None:
+    async def _stored_blob(self, digest: Digest) -> CachedBlob | None:
         stat = await self.store.stat(digest)
         if stat is None:
             return None
         if await self.index.content(digest) is None:
             await self.index.add_content(digest, stat.size, None, time.time())
-        return StoredBlob(digest, self.store.local_path(digest), stat.size)
+        return CachedBlob(digest, self.store.local_path(digest), stat.size)
 
     async def _await_peer(self, digest: Digest) -> None:
         """Wait while another node downloads `digest`: until it is stored or the lock is gone."""

@@ -6,7 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
-from regcache.cache import PullThroughCache, StoredBlob
+from regcache.cache import CachedBlob, PullThroughCache
 from regcache.download import DownloadFailed
 from regcache.errors import RegistryError
 from regcache.mediatypes import MANIFEST_TYPES
@@ -78,7 +78,7 @@ async def _fetch_blob(
     except RegistryError as err:
         yield {"event": "error", "digest": str(digest), "message": err.message}
         return
-    if isinstance(found, StoredBlob):
+    if isinstance(found, CachedBlob):
         yield {"event": "blob", "digest": str(digest), "size": size, "source": "HIT"}
         return
     download = found.download
